@@ -1,0 +1,60 @@
+# lakepipe: two commands for a new user, `make demo` and `make test`. Every step is idempotent: a stamp
+# file records what was done, so a second run takes seconds.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+LAKEPIPE := $(BIN)/lakepipe
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: help setup demo test test-unit bench up down status jars clean distclean
+
+help:
+	@echo "make demo   set up, start the local Kafka broker, and run the clickstream pipeline end to end"
+	@echo "make test   set up, start the local Kafka broker, and run the test suite"
+	@echo "make up / make down   start / stop the local broker; make clean removes tables and broker data"
+
+setup: $(VENV)/.installed jars
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $@
+
+jars: .jars/spark/.resolved .jars/kafka/.resolved
+
+.jars/%/.resolved: infra/%/pom.xml
+	@command -v mvn >/dev/null || { echo "mvn not found: install Maven (e.g. apt-get install maven)"; exit 1; }
+	@command -v java >/dev/null || { echo "java not found: install a Java 17 runtime (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
+	rm -rf .jars/$*
+	mvn --batch-mode --quiet -f infra/$*/pom.xml dependency:copy-dependencies
+	@touch $@
+
+up: setup
+	$(LAKEPIPE) up
+
+down:
+	@test -x $(LAKEPIPE) && $(LAKEPIPE) down || true
+
+status:
+	$(LAKEPIPE) status
+
+demo: up
+	$(LAKEPIPE) demo
+
+test: up
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+bench: up
+	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,)
+
+clean: down
+	rm -rf lakehouse .lakepipe bench-results spark-warehouse
+
+distclean: clean
+	rm -rf $(VENV) .jars

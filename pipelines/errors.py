@@ -1,0 +1,41 @@
+"""Specific errors. Each message says what is wrong and how to fix it, on one line."""
+
+
+class LakepipeError(Exception):
+    """Base class: the CLI prints the message alone, without a traceback, and exits 2."""
+
+
+class ConfigError(LakepipeError):
+    """A configuration or contract file is invalid (unknown key, wrong type, missing value)."""
+
+
+class JavaNotFoundError(LakepipeError):
+    """No `java` executable could be found."""
+
+
+class JarsMissingError(LakepipeError):
+    """The Maven-resolved jar folder is missing or empty."""
+
+
+class BrokerError(LakepipeError):
+    """The local Kafka broker cannot be started, stopped or reached."""
+
+
+class PortInUseError(BrokerError):
+    """A port the local broker needs is held by another program."""
+
+
+class KafkaUnreachableError(LakepipeError):
+    """The configured Kafka bootstrap servers do not answer."""
+
+
+class TopicMissingError(LakepipeError):
+    """A pipeline's topic does not exist on the broker."""
+
+
+class PipelineFailedError(LakepipeError):
+    """A streaming query of a pipeline failed; the message names the query."""
+
+
+class TableNotFoundError(LakepipeError):
+    """A table name that lakepipe does not know, or that has not been written yet."""

@@ -1,0 +1,62 @@
+"""The one SparkSession factory.
+
+- Where a session already exists (Databricks, a notebook, a test fixture), it is returned unchanged.
+- Under spark-submit or the pyspark shell the JVM is already up with the cluster's jars: only the SQL
+  settings lakepipe relies on are applied.
+- Otherwise (laptop, tests) a local session starts with Delta and the Kafka source taken as local files from
+  `.jars/spark` (`spark.jars`); Spark's Ivy download is never used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyspark.sql import SparkSession
+
+from pipelines.config import SparkSettings
+from pipelines.jars import jar_files, java_executable
+
+# Settings every lakepipe session needs, on any platform.
+SQL_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.streaming.stateStore.providerClass": (
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+    ),
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+    "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+
+def get_spark(settings: SparkSettings | None = None, app_name: str = "lakepipe") -> SparkSession:
+    """Return the active session, or build one for `settings` (see the module docstring)."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    settings = settings or SparkSettings()
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in SQL_CONF.items():
+        builder = builder.config(key, value)
+    builder = builder.config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+    if not _jvm_already_launched():
+        java_executable()  # a missing java is a one-line error here, not a py4j stack trace
+        builder = (
+            builder.master(settings.master)
+            .config("spark.jars", ",".join(str(j) for j in jar_files("spark")))
+            .config("spark.driver.memory", settings.driver_memory)
+            .config("spark.ui.enabled", str(settings.ui).lower())
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=warn")
+        )
+    for key, value in settings.conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.log_level)
+    return spark
+
+
+def _jvm_already_launched() -> bool:
+    """True under spark-submit / pyspark, where the JVM (and its classpath) exists before Python runs."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
