@@ -64,6 +64,75 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from pipelines.simulate import simulate
+
+    tally = simulate(_settings(args), args)
+    print(tally.summary())
+    if args.tally_json:
+        with open(args.tally_json, "w", encoding="utf-8") as f:
+            json.dump(tally.to_dict(), f, indent=2)
+    return 1 if tally.failed else 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipelines import runner
+    from pipelines.session import get_spark
+
+    settings = _settings(args)
+    names = sorted(settings.file.pipelines) if args.all else args.pipelines
+    if not names:
+        print("lakepipe: name at least one pipeline, or use --all", file=sys.stderr)
+        return 2
+    for name in names:
+        runner.load_pipeline(settings, name)  # config and contract errors before Spark starts
+    spark = get_spark(settings.spark, f"lakepipe-run-{'-'.join(names)}")
+    try:
+        result = runner.run(spark, settings, names, once=args.once)
+    finally:
+        spark.stop()
+    for name, m in result.queries.items():
+        late = f", {m.late_rows_dropped} late rows left out" if m.late_rows_dropped else ""
+        print(f"{name}: {m.input_rows} rows in {m.batches} batches{late}")
+    if args.metrics_json:
+        with open(args.metrics_json, "w", encoding="utf-8") as f:
+            json.dump(result.to_dict(), f, indent=2)
+    return 0
+
+
+def _cmd_tables(args: argparse.Namespace) -> int:
+    from pipelines.catalog import list_tables
+    from pipelines.session import get_spark
+
+    settings = _settings(args)
+    spark = get_spark(settings.spark, "lakepipe-tables")
+    try:
+        rows = list_tables(spark, settings)
+    finally:
+        spark.stop()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            count = "-" if r["rows"] is None else r["rows"]
+            print(f"{r['name']:<{width}}  {r['layer']:<10} {count:>10}  {r['location']}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from pipelines.catalog import read_table
+    from pipelines.session import get_spark
+
+    settings = _settings(args)
+    spark = get_spark(settings.spark, "lakepipe-show")
+    try:
+        read_table(spark, settings, args.table).show(args.rows, truncate=not args.no_truncate, vertical=args.vertical)
+    finally:
+        spark.stop()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--env", default=argparse.SUPPRESS, help="environment: loads conf/NAME.yaml (default: $LAKEPIPE_ENV or local)")
@@ -82,6 +151,44 @@ def _parser() -> argparse.ArgumentParser:
     add("status", _cmd_status, "say whether the local Kafka broker runs")
     p = add("config", _cmd_config, "print the resolved configuration, secrets masked")
     p.add_argument("--json", action="store_true", help="as JSON")
+
+    p = add("simulate", _cmd_simulate, "publish simulated events to a pipeline's topic")
+    p.add_argument("pipeline", choices=["clickstream"])
+    how_long = p.add_mutually_exclusive_group()
+    how_long.add_argument("--events", type=int, help="how many events to send (default 1000)")
+    how_long.add_argument("--seconds", type=float, help="send for this many seconds")
+    p.add_argument("--rate", type=float, help="events per second at most (default: as fast as possible)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (same seed, same events)")
+    p.add_argument("--start", help="simulated time of the first event, ISO-8601 (default: now)")
+    p.add_argument("--events-per-second", type=float, default=20.0, help="simulated event rate (event_time spacing)")
+    for fault, text in (
+        ("duplicates", "exact re-sends"),
+        ("conflicts", "same event_id, other payload"),
+        ("malformed", "invalid JSON, wrong types, missing fields, out of range, not in set"),
+        ("late", "event_time older than the watermark"),
+        ("out-of-order", "event_time up to 2 minutes back"),
+    ):
+        p.add_argument(f"--{fault}", type=float, default=0.0, metavar="RATE", help=f"fraction of {text}")
+    p.add_argument("--topic", help="topic (default: the pipeline's topic in the conf file)")
+    p.add_argument("--out", help="also write the events to this JSON-lines file (for replay)")
+    p.add_argument("--replay", help="send the events of a JSON-lines file written with --out instead")
+    p.add_argument("--tally-json", help="write what was sent, by kind, and the expected table counts, as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add("run", _cmd_run, "run pipelines: bronze, silver and gold, until interrupted or --once")
+    p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")
+    p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
+    p.add_argument("--once", action="store_true", help="process what is available now, then exit")
+    p.add_argument("--metrics-json", help="write per-query metrics (rows, batches, late rows) as JSON")
+
+    p = add("tables", _cmd_tables, "list every table: name, layer, row count, location")
+    p.add_argument("--json", action="store_true", help="as JSON: a list of {name, layer, location, rows}")
+
+    p = add("show", _cmd_show, "print the first rows of a table")
+    p.add_argument("table")
+    p.add_argument("-n", "--rows", type=int, default=20)
+    p.add_argument("--vertical", action="store_true")
+    p.add_argument("--no-truncate", action="store_true")
     return parser
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines import durations
 from pipelines.errors import ConfigError
 from pipelines.typed_config import build, read_yaml, refers_to_env
 
@@ -58,6 +59,10 @@ class StreamingSettings:
     trigger_interval: str = "10 seconds"
     watermark: str = "10 minutes"
     session_gap: str = "30 minutes"
+
+    def __post_init__(self) -> None:
+        for name in ("trigger_interval", "watermark", "session_gap"):
+            durations.seconds(getattr(self, name))  # a ValueError names the bad value
 
 
 @dataclass(frozen=True)

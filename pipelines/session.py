@@ -10,11 +10,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
 from pipelines.config import SparkSettings
-from pipelines.jars import jar_files, java_executable
+from pipelines.jars import PROJECT_DIR, jar_files, java_executable
 
 # Settings every lakepipe session needs, on any platform.
 SQL_CONF = {
@@ -30,6 +31,16 @@ SQL_CONF = {
 }
 
 
+LOG4J2 = PROJECT_DIR / "infra" / "spark" / "log4j2.properties"
+
+# Local mode only: Delta's snapshot state is rebuilt with 50 partitions by default, which makes every MERGE
+# on a laptop take ~7 s instead of ~3 s (measured on 2 cores). Clusters keep Delta's default.
+LOCAL_CONF = {
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.streaming.stateStore.rocksdb.compactOnCommit": "false",
+}
+
+
 def get_spark(settings: SparkSettings | None = None, app_name: str = "lakepipe") -> SparkSession:
     """Return the active session, or build one for `settings` (see the module docstring)."""
     active = SparkSession.getActiveSession()
@@ -42,14 +53,20 @@ def get_spark(settings: SparkSettings | None = None, app_name: str = "lakepipe")
     builder = builder.config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
     if not _jvm_already_launched():
         java_executable()  # a missing java is a one-line error here, not a py4j stack trace
+        # Python workers (pandas UDFs, foreachBatch) must use this interpreter and its packages.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")  # pandas notes from PySpark internals
         builder = (
             builder.master(settings.master)
             .config("spark.jars", ",".join(str(j) for j in jar_files("spark")))
             .config("spark.driver.memory", settings.driver_memory)
             .config("spark.ui.enabled", str(settings.ui).lower())
             .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=warn")
+            .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2}")
         )
+        for key, value in LOCAL_CONF.items():
+            builder = builder.config(key, value)
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -1,0 +1,1 @@
+"""Gold: streaming aggregates, each a pure function from a watermarked silver stream to its rows."""

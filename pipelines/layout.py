@@ -1,0 +1,58 @@
+"""Where each table and checkpoint of a pipeline lives under the lake root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipelines.config import Settings
+
+LAYERS = ("bronze", "silver", "quarantine", "gold", "audit")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    layer: str
+    pipeline: str
+    path: str
+
+
+@dataclass(frozen=True)
+class PipelineLayout:
+    """The tables of one pipeline. Bronze, silver and quarantine are named after the pipeline's events."""
+
+    pipeline: str
+    bronze: Table
+    silver: Table
+    quarantine: Table
+    batches: Table
+    gold: tuple[Table, ...]
+    checkpoints: str
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        return (self.bronze, self.silver, self.quarantine, *self.gold, self.batches)
+
+    def checkpoint(self, query: str) -> str:
+        return f"{self.checkpoints}/{query}"
+
+    def gold_table(self, name: str) -> Table:
+        for t in self.gold:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+def pipeline_layout(settings: Settings, pipeline: str, events: str, gold: tuple[str, ...]) -> PipelineLayout:
+    def table(name: str, layer: str) -> Table:
+        return Table(name, layer, pipeline, f"{settings.tables_root}/{layer}/{name}")
+
+    return PipelineLayout(
+        pipeline=pipeline,
+        bronze=table(f"{events}_raw", "bronze"),
+        silver=table(events, "silver"),
+        quarantine=table(f"{events}_quarantine", "quarantine"),
+        batches=table(f"{pipeline}_silver_batches", "audit"),
+        gold=tuple(table(g, "gold") for g in gold),
+        checkpoints=f"{settings.checkpoints_root}/{pipeline}",
+    )

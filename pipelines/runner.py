@@ -1,0 +1,185 @@
+"""Run pipelines: start the bronze, silver and gold queries of each, continuously or once.
+
+- Continuous: all queries run together with a processing-time trigger until interrupted (Ctrl-C or
+  SIGTERM stop them cleanly) or until one fails, which stops the others and names the failed query.
+- Once (`--once`): Trigger.AvailableNow, stage by stage (bronze, then silver, then gold), so one run
+  takes everything that is in Kafka now all the way to gold, then exits.
+Every query has its own checkpoint under the lake root, so a run can be killed at any moment and restarted.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pyspark.sql import SparkSession
+from pyspark.errors import StreamingQueryException
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import StructType
+
+from pipelines import kafka_admin
+from pipelines.bronze import BRONZE_SCHEMA, PARTITION_BY, start_bronze
+from pipelines.config import Settings
+from pipelines.contract import Contract, contract_path, load_contract
+from pipelines.definitions import GoldOutput, PipelineDefinition, definition
+from pipelines.delta_io import ensure_table, upsert_nonempty
+from pipelines.errors import PipelineFailedError
+from pipelines.layout import PipelineLayout, pipeline_layout
+from pipelines.silver import ensure_silver_tables, start_silver
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A pipeline ready to run: its definition, contract and table layout."""
+
+    definition: PipelineDefinition
+    topic: str
+    contract: Contract
+    layout: PipelineLayout
+
+
+@dataclass
+class QueryMetrics:
+    batches: int = 0
+    input_rows: int = 0
+    late_rows_dropped: int = 0
+
+
+@dataclass
+class RunResult:
+    queries: dict[str, QueryMetrics] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {name: vars(m) for name, m in self.queries.items()}
+
+
+def load_pipeline(settings: Settings, name: str) -> Pipeline:
+    d = definition(name)
+    contract = load_contract(contract_path(settings.schemas_dir, name))
+    layout = pipeline_layout(settings, name, d.events, tuple(g.name for g in d.gold))
+    return Pipeline(d, settings.pipeline(name).topic, contract, layout)
+
+
+def prepare_tables(spark: SparkSession, settings: Settings, p: Pipeline) -> None:
+    """Create every table of `p` (empty) so that streams, queries and `lakepipe tables` can start at once."""
+    ensure_table(spark, p.layout.bronze.path, BRONZE_SCHEMA, PARTITION_BY)
+    ensure_silver_tables(spark, p.contract, p.layout)
+    silver = spark.readStream.format("delta").load(p.layout.silver.path)
+    for g in p.definition.gold:
+        fields = [f for f in g.build(silver, settings.streaming).schema.fields if f.name != g.delete_flag]
+        ensure_table(spark, p.layout.gold_table(g.name).path, StructType(fields))
+
+
+def run(spark: SparkSession, settings: Settings, names: Sequence[str], once: bool) -> RunResult:
+    pipelines = [load_pipeline(settings, n) for n in names]
+    for p in pipelines:
+        kafka_admin.require_topic(settings.kafka, p.topic)
+        prepare_tables(spark, settings, p)
+    trigger = {"availableNow": True} if once else {"processingTime": settings.streaming.trigger_interval}
+    stages = [
+        [lambda p=p: _bronze(spark, settings, p, trigger) for p in pipelines],
+        [lambda p=p: _silver(spark, p, trigger) for p in pipelines],
+        [lambda p=p, g=g: _gold(spark, settings, p, g, trigger) for p in pipelines for g in p.definition.gold],
+    ]
+    result = RunResult()
+    if once:
+        for stage in stages:
+            queries = [start() for start in stage]
+            _await_all(queries, result)
+    else:
+        queries = [start() for stage in stages for start in stage]
+        _await_until_stopped(spark, queries, result)
+    return result
+
+
+def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict) -> StreamingQuery:
+    layout = p.layout
+    name = f"{p.definition.name}.bronze"
+    return start_bronze(spark, settings.kafka, p.topic, layout.bronze.path, layout.checkpoint("bronze"), trigger, name)
+
+
+def _silver(spark: SparkSession, p: Pipeline, trigger: dict) -> StreamingQuery:
+    return start_silver(spark, p.contract, p.layout, trigger, f"{p.definition.name}.silver")
+
+
+def _gold(spark: SparkSession, settings: Settings, p: Pipeline, g: GoldOutput, trigger: dict) -> StreamingQuery:
+    events = spark.readStream.format("delta").load(p.layout.silver.path)
+    events = events.withWatermark(p.contract.event_time, settings.streaming.watermark)
+    path = p.layout.gold_table(g.name).path
+    return (
+        g.build(events, settings.streaming)
+        .writeStream.queryName(f"{p.definition.name}.gold.{g.name}")
+        .outputMode("update")
+        .foreachBatch(lambda batch, _batch_id: upsert_nonempty(batch, path, g.keys, g.delete_flag))
+        .option("checkpointLocation", p.layout.checkpoint(f"gold/{g.name}"))
+        .trigger(**trigger)
+        .start()
+    )
+
+
+def _await_all(queries: list[StreamingQuery], result: RunResult) -> None:
+    try:
+        for q in queries:
+            try:
+                q.awaitTermination()
+            except StreamingQueryException:
+                pass  # reported by _check, with the query's name
+            _check(q, queries)
+    finally:
+        for q in queries:
+            _collect(q, result)
+            if q.isActive:
+                q.stop()
+
+
+def _await_until_stopped(spark: SparkSession, queries: list[StreamingQuery], result: RunResult) -> None:
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        while True:
+            for q in queries:
+                _check(q, queries)
+            spark.streams.awaitAnyTermination(timeout=1)
+            spark.streams.resetTerminated()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for q in queries:
+            _collect(q, result)
+            if q.isActive:
+                q.stop()
+
+
+def _check(q: StreamingQuery, queries: list[StreamingQuery]) -> None:
+    """Raise PipelineFailedError naming `q` if it failed (after stopping the others)."""
+    if q.isActive:
+        return
+    exc = q.exception()
+    if exc is None:
+        return
+    for other in queries:
+        if other.isActive:
+            other.stop()
+    raise PipelineFailedError(f"query '{q.name}' failed: {error_summary(exc.desc or str(exc))}")
+
+
+def error_summary(text: str) -> str:
+    """One line for a query's error: a Python worker's own exception line if there is one, else the first."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    python_errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", ln)]
+    line = python_errors[-1] if python_errors else (lines[0] if lines else "unknown error")
+    return re.sub(r"\s*SQLSTATE: \w+", "", line)[:500]
+
+
+def _collect(q: StreamingQuery, result: RunResult) -> None:
+    m = result.queries.setdefault(q.name, QueryMetrics())
+    for progress in q.recentProgress:
+        m.batches += 1
+        m.input_rows += progress.numInputRows
+        m.late_rows_dropped += sum(op.numRowsDroppedByWatermark for op in progress.stateOperators)
+
+
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
