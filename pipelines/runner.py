@@ -42,6 +42,13 @@ class Pipeline:
 
 @dataclass
 class QueryMetrics:
+    """What one query did in a run, summed over its micro-batches.
+
+    `late_rows_dropped` is Spark's count of rows older than the watermark that a stateful operator left
+    out. For per-event state (sessions) that is the number of late events; windowed aggregations drop
+    late rows after a partial aggregation, so theirs counts late (window, key) groups, at most the events.
+    """
+
     batches: int = 0
     input_rows: int = 0
     late_rows_dropped: int = 0

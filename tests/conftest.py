@@ -51,3 +51,42 @@ def kafka(local_settings):
 @pytest.fixture
 def unique_topic():
     return f"test.{uuid.uuid4().hex[:10]}"
+
+
+def write_conf(folder: Path, topic: str, env: str = "test", **overrides: str) -> Path:
+    """A conf file for one test: its own lake root and topic, the local broker, fast triggers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    values = {
+        "bootstrap": "localhost:9092",
+        "trigger": "1 second",
+        "watermark": "10 minutes",
+        **overrides,
+    }
+    (folder / f"{env}.yaml").write_text(
+        f"""
+kafka:
+  bootstrap_servers: {values['bootstrap']}
+  topic_partitions: 2
+lake:
+  root: {folder / 'lake'}
+streaming:
+  trigger_interval: {values['trigger']}
+  watermark: {values['watermark']}
+spark:
+  master: local[2]
+  shuffle_partitions: 2
+schemas_dir: {CONTRACTS}
+pipelines:
+  clickstream:
+    topic: {topic}
+"""
+    )
+    return folder
+
+
+@pytest.fixture
+def test_settings(tmp_path, unique_topic, kafka):
+    """Settings for one test: a fresh lake under tmp_path and a topic of its own on the local broker."""
+    from pipelines.config import load_settings
+
+    return load_settings("test", write_conf(tmp_path / "conf", unique_topic))

@@ -1,0 +1,88 @@
+"""Loading conf files: defaults, strict keys and types, environment secrets and their masking."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.config import MASK, load_settings
+from pipelines.errors import ConfigError
+
+
+def conf(tmp_path, text, env="e"):
+    (tmp_path / f"{env}.yaml").write_text(text)
+    return tmp_path
+
+
+def test_defaults_put_tables_and_checkpoints_under_the_lake_root(tmp_path):
+    s = load_settings("e", conf(tmp_path, "pipelines:\n  clickstream:\n    topic: t1\n"))
+    assert s.lake_root == str(tmp_path.parent / "lakehouse")
+    assert s.tables_root == s.lake_root + "/tables"
+    assert s.checkpoints_root == s.lake_root + "/checkpoints"
+    assert s.pipeline("clickstream").topic == "t1"
+    assert s.streaming.watermark == "10 minutes"
+
+
+def test_env_variable_selects_the_file(tmp_path, monkeypatch):
+    conf(tmp_path, "kafka:\n  bootstrap_servers: other:1\n", env="staging")
+    monkeypatch.setenv("LAKEPIPE_ENV", "staging")
+    monkeypatch.setenv("LAKEPIPE_CONF_DIR", str(tmp_path))
+    assert load_settings().kafka.bootstrap_servers == "other:1"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("kafka:\n  bootstrap_server: x\n", "unknown key 'kafka.bootstrap_server'"),
+        ("lakes:\n  root: x\n", "unknown key 'lakes'"),
+        ("kafka:\n  topic_partitions: two\n", "key 'kafka.topic_partitions' must be an integer"),
+        ("kafka:\n  fail_on_data_loss: 1\n", "key 'kafka.fail_on_data_loss' must be true or false"),
+        ("pipelines:\n  clickstream: {}\n", "missing required key 'pipelines.clickstream.topic'"),
+        ("streaming:\n  watermark: soon\n", "'soon' is not a duration"),
+        ("kafka: [\n", "is not valid YAML"),
+    ],
+)
+def test_bad_files_name_the_file_and_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_settings("e", conf(tmp_path, text))
+    assert message in str(err.value)
+    assert str(tmp_path / "e.yaml") in str(err.value)
+
+
+def test_missing_environment_file_lists_the_ones_there(tmp_path):
+    conf(tmp_path, "{}", env="dev")
+    with pytest.raises(ConfigError, match=r"no such environment file \(environments in .*: dev\)"):
+        load_settings("prod", tmp_path)
+
+
+def test_secrets_come_from_the_environment_and_are_masked(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_JAAS", "org.apache.kafka.common.security.plain.PlainLoginModule required password=s3cret;")
+    monkeypatch.setenv("TEST_USER", "alice")
+    text = """
+kafka:
+  spark_options:
+    security.protocol: SASL_SSL
+    sasl.jaas.config: ${TEST_JAAS}
+  client_options:
+    sasl.username: ${TEST_USER}
+    sasl.password: literal-but-secret
+"""
+    s = load_settings("e", conf(tmp_path, text))
+    assert "s3cret" in s.kafka.spark_options["sasl.jaas.config"]
+    printed = s.to_dict()
+    assert printed["kafka"]["spark_options"] == {"security.protocol": "SASL_SSL", "sasl.jaas.config": MASK}
+    assert printed["kafka"]["client_options"] == {"sasl.username": MASK, "sasl.password": MASK}
+    assert "s3cret" not in str(printed)
+
+
+def test_unset_secret_variable_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    with pytest.raises(ConfigError, match="key 'kafka.bootstrap_servers' refers to environment variable NOT_SET_ANYWHERE"):
+        load_settings("e", conf(tmp_path, "kafka:\n  bootstrap_servers: ${NOT_SET_ANYWHERE}\n"))
+
+
+def test_settings_are_frozen(tmp_path):
+    s = load_settings("e", conf(tmp_path, "{}"))
+    with pytest.raises(AttributeError):
+        s.kafka.bootstrap_servers = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.kafka.spark_options["x"] = "y"  # type: ignore[index]

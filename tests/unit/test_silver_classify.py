@@ -1,0 +1,79 @@
+"""Silver deduplication: each record is silver, an exact duplicate, or quarantined; the first copy wins."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from chispa import assert_df_equality
+
+from pipelines.silver import classify
+
+T0 = dt.datetime(2026, 11, 22, 10, 0, 0)
+PARSED = "event_id string, partition int, offset long, kafka_timestamp timestamp, payload_hash string, reasons array<string>"
+EXISTING = "event_id string, payload_hash string"
+
+
+def parsed(spark, rows):
+    return spark.createDataFrame(
+        [(eid, 0, off, T0 + dt.timedelta(seconds=off), h, reasons) for eid, off, h, reasons in rows], PARSED
+    )
+
+
+def outcomes(df):
+    return df.select("event_id", "offset", "_outcome", "reasons")
+
+
+def expected(spark, rows):
+    return spark.createDataFrame(rows, "event_id string, offset long, _outcome string, reasons array<string>")
+
+
+def test_first_copy_in_a_batch_wins_and_later_copies_are_told_apart(spark):
+    batch = parsed(spark, [("a", 1, "h1", []), ("a", 2, "h1", []), ("a", 3, "h2", []), ("b", 4, "h9", [])])
+    out = classify(batch, spark.createDataFrame([], EXISTING), "event_id")
+    assert_df_equality(
+        outcomes(out),
+        expected(
+            spark,
+            [
+                ("a", 1, "silver", []),
+                ("a", 2, "exact_duplicate", []),
+                ("a", 3, "quarantine", ["duplicate_conflict"]),
+                ("b", 4, "silver", []),
+            ],
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def test_rows_already_in_silver_win_over_the_whole_batch(spark):
+    existing = spark.createDataFrame([("a", "h1")], EXISTING)
+    batch = parsed(spark, [("a", 5, "h2", []), ("a", 6, "h1", [])])
+    assert_df_equality(
+        outcomes(classify(batch, existing, "event_id")),
+        expected(spark, [("a", 5, "quarantine", ["duplicate_conflict"]), ("a", 6, "exact_duplicate", [])]),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def test_invalid_records_keep_their_reasons_and_do_not_take_the_key(spark):
+    batch = parsed(spark, [("a", 1, "h0", ["bad_type:price"]), ("a", 2, "h1", []), (None, 3, None, ["invalid_json"])])
+    assert_df_equality(
+        outcomes(classify(batch, spark.createDataFrame([], EXISTING), "event_id")),
+        expected(
+            spark,
+            [("a", 1, "quarantine", ["bad_type:price"]), ("a", 2, "silver", []), (None, 3, "quarantine", ["invalid_json"])],
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def test_order_is_kafka_time_then_partition_then_offset(spark):
+    later_offset_earlier_time = spark.createDataFrame(
+        [("a", 1, 10, T0 + dt.timedelta(seconds=5), "h1", []), ("a", 0, 99, T0, "h2", [])], PARSED
+    )
+    out = classify(later_offset_earlier_time, spark.createDataFrame([], EXISTING), "event_id")
+    winner = [r.payload_hash for r in out.where("_outcome = 'silver'").collect()]
+    assert winner == ["h2"]
