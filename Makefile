@@ -42,7 +42,7 @@ status:
 	$(LAKEPIPE) status
 
 demo: up
-	$(LAKEPIPE) demo
+	$(LAKEPIPE) demo --env demo --fresh
 
 test: up
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

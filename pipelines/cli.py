@@ -77,7 +77,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipelines import runner
-    from pipelines.session import get_spark
+    from pipelines.session import get_spark, stop_spark
 
     settings = _settings(args)
     names = sorted(settings.file.pipelines) if args.all else args.pipelines
@@ -90,7 +90,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         result = runner.run(spark, settings, names, once=args.once)
     finally:
-        spark.stop()
+        stop_spark(spark)
     for name, m in result.queries.items():
         late = f", {m.late_rows_dropped} late rows left out" if m.late_rows_dropped else ""
         print(f"{name}: {m.input_rows} rows in {m.batches} batches{late}")
@@ -102,14 +102,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_tables(args: argparse.Namespace) -> int:
     from pipelines.catalog import list_tables
-    from pipelines.session import get_spark
+    from pipelines.session import get_spark, stop_spark
 
     settings = _settings(args)
     spark = get_spark(settings.spark, "lakepipe-tables")
     try:
         rows = list_tables(spark, settings)
     finally:
-        spark.stop()
+        stop_spark(spark)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -122,14 +122,35 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from pipelines.catalog import read_table
-    from pipelines.session import get_spark
+    from pipelines.session import get_spark, stop_spark
 
     settings = _settings(args)
     spark = get_spark(settings.spark, "lakepipe-show")
     try:
         read_table(spark, settings, args.table).show(args.rows, truncate=not args.no_truncate, vertical=args.vertical)
     finally:
-        spark.stop()
+        stop_spark(spark)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines import kafka_admin
+    from pipelines.demo import run_demo
+    from pipelines.session import get_spark, stop_spark
+
+    from pipelines.demo import reset
+
+    settings = _settings(args)
+    kafka_admin.list_topics(settings.kafka)  # one clear line if the broker is down
+    if args.fresh:
+        reset(settings)
+    spark = get_spark(settings.spark, "lakepipe-demo")
+    try:
+        run_demo(spark, settings, events=args.events)
+    finally:
+        stop_spark(spark)
+    env = f" --env {settings.env}" if settings.env != "local" else ""
+    print(f"\nexplore: lakepipe tables{env} | lakepipe show clickstream_sessions{env} | lakepipe run clickstream{env}")
     return 0
 
 
@@ -180,6 +201,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
     p.add_argument("--once", action="store_true", help="process what is available now, then exit")
     p.add_argument("--metrics-json", help="write per-query metrics (rows, batches, late rows) as JSON")
+
+    p = add("demo", _cmd_demo, "simulate traffic with faults, run the clickstream pipeline, print a summary")
+    p.add_argument("--events", type=int, default=3000, help="events in the first wave (default 3000)")
+    p.add_argument("--fresh", action="store_true", help="delete this environment's topic and lake folder first")
 
     p = add("tables", _cmd_tables, "list every table: name, layer, row count, location")
     p.add_argument("--json", action="store_true", help="as JSON: a list of {name, layer, location, rows}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -63,6 +64,17 @@ def ensure_topic(kafka: KafkaSettings, topic: str, partitions: int | None = None
             raise
         return False
     return True
+
+
+def delete_topic(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> None:
+    """Delete `topic` if it exists, and wait until the broker no longer lists it."""
+    if topic not in list_topics(kafka):
+        return
+    client = admin(kafka)
+    client.delete_topics([topic])[topic].result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while topic in list_topics(kafka) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def require_topic(kafka: KafkaSettings, topic: str) -> None:

@@ -74,6 +74,12 @@ def get_spark(settings: SparkSettings | None = None, app_name: str = "lakepipe")
     return spark
 
 
+def stop_spark(spark: SparkSession) -> None:
+    """Stop a session lakepipe owns; never the shared one a Databricks cluster or notebook provides."""
+    if "DATABRICKS_RUNTIME_VERSION" not in os.environ:
+        spark.stop()
+
+
 def _jvm_already_launched() -> bool:
     """True under spark-submit / pyspark, where the JVM (and its classpath) exists before Python runs."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
