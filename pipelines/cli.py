@@ -76,7 +76,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pipelines import runner
+    from pipelines import kafka_admin, runner
     from pipelines.session import get_spark, stop_spark
 
     settings = _settings(args)
@@ -84,8 +84,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not names:
         print("lakepipe: name at least one pipeline, or use --all", file=sys.stderr)
         return 2
-    for name in names:
-        runner.load_pipeline(settings, name)  # config and contract errors before Spark starts
+    for name in names:  # config, contract, broker and topic errors before Spark starts
+        pipeline = runner.load_pipeline(settings, name)
+        kafka_admin.require_topic(settings.kafka, pipeline.topic)
     spark = get_spark(settings.spark, f"lakepipe-run-{'-'.join(names)}")
     try:
         result = runner.run(spark, settings, names, once=args.once)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pipelines.config import KafkaSettings, Settings
 from pipelines.errors import BrokerError, PortInUseError
-from pipelines.jars import jar_files, java_executable
+from pipelines.jars import PROJECT_DIR, jar_files, java_executable
 from pipelines.kafka_admin import is_reachable
 
 
@@ -100,7 +100,7 @@ def start(settings: Settings, timeout: float = 90.0) -> str:
     if not (p.data / "meta.properties").exists():
         _format_storage(java, classpath, p)
 
-    log4j = settings.project_dir / "infra" / "kafka" / "log4j2.properties"
+    log4j = PROJECT_DIR / "infra" / "kafka" / "log4j2.properties"
     cmd = [
         java, f"-Xmx{b.heap}", f"-Xms{b.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.file={p.log}",
@@ -144,7 +144,7 @@ def status(settings: Settings) -> str:
 
 def _render_properties(settings: Settings, p: BrokerPaths) -> None:
     b = settings.local_broker
-    template = (settings.project_dir / "infra" / "kafka" / "server.properties").read_text()
+    template = (PROJECT_DIR / "infra" / "kafka" / "server.properties").read_text()
     advertised = "localhost" if b.host in ("127.0.0.1", "0.0.0.0") else b.host
     p.properties.write_text(
         template.format(

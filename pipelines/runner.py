@@ -63,10 +63,11 @@ class RunResult:
 
 
 def load_pipeline(settings: Settings, name: str) -> Pipeline:
+    topic = settings.pipeline(name).topic
     d = definition(name)
     contract = load_contract(contract_path(settings.schemas_dir, name))
     layout = pipeline_layout(settings, name, d.events, tuple(g.name for g in d.gold))
-    return Pipeline(d, settings.pipeline(name).topic, contract, layout)
+    return Pipeline(d, topic, contract, layout)
 
 
 def prepare_tables(spark: SparkSession, settings: Settings, p: Pipeline) -> None:
