@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LAKEPIPE := $(BIN)/lakepipe
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help setup demo test test-unit bench up down status jars clean distclean
+.PHONY: help setup demo test test-unit up down status jars clean distclean
 
 help:
 	@echo "make demo   set up, start the local Kafka broker, and run the clickstream pipeline end to end"
@@ -49,9 +49,6 @@ test: up
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
-
-bench: up
-	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,)
 
 clean: down
 	rm -rf lakehouse .lakepipe bench-results spark-warehouse
