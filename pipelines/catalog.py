@@ -12,7 +12,7 @@ from pipelines.runner import load_pipeline
 
 
 def known_tables(settings: Settings) -> list[Table]:
-    return [t for name in settings.file.pipelines for t in load_pipeline(settings, name).layout.tables]
+    return [t for name in settings.pipeline_names() for t in load_pipeline(settings, name).layout.tables]
 
 
 def list_tables(spark: SparkSession, settings: Settings) -> list[dict]:

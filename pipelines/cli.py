@@ -80,7 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipelines.session import get_spark, stop_spark
 
     settings = _settings(args)
-    names = sorted(settings.file.pipelines) if args.all else args.pipelines
+    names = settings.pipeline_names() if args.all else args.pipelines
     if not names:
         print("lakepipe: name at least one pipeline, or use --all", file=sys.stderr)
         return 2
@@ -99,6 +99,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         with open(args.metrics_json, "w", encoding="utf-8") as f:
             json.dump(result.to_dict(), f, indent=2)
     return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from pipelines.runner import check_all, load_pipeline
+
+    settings = _settings(args)
+    results = check_all(settings)
+    for name, problem in results.items():
+        if problem:
+            print(f"FAIL {name}: {problem}")
+        else:
+            p = load_pipeline(settings, name)
+            gold = ", ".join(g.name for g in p.spec.gold) or "none"
+            print(f"ok   {name}: topic {p.topic}, contract {p.spec.contract} ({len(p.contract.fields)} fields), gold: {gold}")
+    if not results:
+        print(f"no pipeline specs in {settings.specs_dir}")
+    return 2 if any(results.values()) or not results else 0
 
 
 def _cmd_tables(args: argparse.Namespace) -> int:
@@ -175,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="as JSON")
 
     p = add("simulate", _cmd_simulate, "publish simulated events to a pipeline's topic")
-    p.add_argument("pipeline", choices=["clickstream"])
+    p.add_argument("pipeline", help="pipeline name; the simulator is chosen by it (clickstream)")
     how_long = p.add_mutually_exclusive_group()
     how_long.add_argument("--events", type=int, help="how many events to send (default 1000)")
     how_long.add_argument("--seconds", type=float, help="send for this many seconds")
@@ -206,6 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     p = add("demo", _cmd_demo, "simulate traffic with faults, run the clickstream pipeline, print a summary")
     p.add_argument("--events", type=int, default=3000, help="events in the first wave (default 3000)")
     p.add_argument("--fresh", action="store_true", help="delete this environment's topic and lake folder first")
+
+    add("validate", _cmd_validate, "check every pipeline spec, contract and gold function (no Spark streams)")
 
     p = add("tables", _cmd_tables, "list every table: name, layer, row count, location")
     p.add_argument("--json", action="store_true", help="as JSON: a list of {name, layer, location, rows}")

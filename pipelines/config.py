@@ -58,10 +58,9 @@ class LakeSettings:
 class StreamingSettings:
     trigger_interval: str = "10 seconds"
     watermark: str = "10 minutes"
-    session_gap: str = "30 minutes"
 
     def __post_init__(self) -> None:
-        for name in ("trigger_interval", "watermark", "session_gap"):
+        for name in ("trigger_interval", "watermark"):
             durations.seconds(getattr(self, name))  # a ValueError names the bad value
 
 
@@ -88,7 +87,9 @@ class LocalBrokerSettings:
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    topic: str
+    """Per-environment overrides of a pipeline spec."""
+
+    topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class EnvFile:
     spark: SparkSettings = field(default_factory=SparkSettings)
     local_broker: LocalBrokerSettings = field(default_factory=LocalBrokerSettings)
     schemas_dir: str = "schemas"
+    specs_dir: str = "conf/pipelines"
     pipelines: Mapping[str, PipelineSettings] = field(default_factory=dict)
 
 
@@ -147,14 +149,24 @@ class Settings:
     def schemas_dir(self) -> Path:
         return Path(self.resolve(self.file.schemas_dir))
 
+    @property
+    def specs_dir(self) -> Path:
+        return Path(self.resolve(self.file.specs_dir))
+
+    def pipeline_names(self) -> list[str]:
+        """Every pipeline with a spec in the specs folder."""
+        return sorted(p.stem for p in self.specs_dir.glob("*.yaml"))
+
+    def spec_path(self, name: str) -> Path:
+        path = self.specs_dir / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(self.pipeline_names()) or "none"
+            raise ConfigError(f"no pipeline '{name}': there is no spec {path} (pipelines: {known})")
+        return path
+
     def pipeline(self, name: str) -> PipelineSettings:
-        try:
-            return self.file.pipelines[name]
-        except KeyError:
-            known = ", ".join(sorted(self.file.pipelines)) or "none"
-            raise ConfigError(
-                f"{self.source}: no pipeline '{name}' under 'pipelines' (configured: {known})"
-            ) from None
+        """This environment's overrides for pipeline `name` (none by default)."""
+        return self.file.pipelines.get(name, PipelineSettings())
 
     def resolve(self, path: str) -> str:
         """A path from the file: URIs and absolute paths as they are, others under the project folder."""
@@ -171,6 +183,7 @@ class Settings:
             "checkpoints": self.checkpoints_root,
         }
         data["schemas_dir"] = str(self.schemas_dir)
+        data["specs_dir"] = str(self.specs_dir)
         if masked:
             for section in ("spark_options", "client_options"):
                 opts = data["kafka"][section]

@@ -57,9 +57,6 @@ class FieldSpec:
 class Contract:
     name: str
     version: int
-    key: str
-    event_time: str
-    dedup_key: str
     fields: tuple[FieldSpec, ...]
     description: str = ""
 
@@ -68,11 +65,6 @@ class Contract:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"fields listed twice: {', '.join(dupes)}")
-        for role in ("key", "event_time", "dedup_key"):
-            if getattr(self, role) not in names:
-                raise ValueError(f"'{role}' names '{getattr(self, role)}', which is not a field")
-        if self.field(self.event_time).type != "timestamp":
-            raise ValueError(f"'event_time' field '{self.event_time}' must have type timestamp")
         for f in self.fields:
             for other, values in f.required_when.items():
                 if other not in names:

@@ -26,14 +26,14 @@ WAVE2 = FaultRates(exact_duplicate=0.02, malformed=0.03, late=0.05)
 
 def reset(settings: Settings) -> None:
     """Start the demo from scratch: its topic and its lake folder (only those) are removed."""
-    kafka_admin.delete_topic(settings.kafka, settings.pipeline("clickstream").topic)
+    kafka_admin.delete_topic(settings.kafka, runner.topic_of(settings, "clickstream"))
     lake = Path(settings.lake_root)
     if lake.exists():
         shutil.rmtree(lake)
 
 
 def run_demo(spark: SparkSession, settings: Settings, events: int = 3000, say: Callable[[str], None] = print) -> dict:
-    topic = settings.pipeline("clickstream").topic
+    topic = runner.topic_of(settings, "clickstream")
     kafka_admin.ensure_topic(settings.kafka, topic)
     gen = ClickstreamGenerator(seed=int(time.time()), start=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
     late_total = 0

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import StructType
@@ -22,22 +23,31 @@ from pyspark.sql.types import StructType
 from pipelines import kafka_admin
 from pipelines.bronze import BRONZE_SCHEMA, PARTITION_BY, start_bronze
 from pipelines.config import Settings
-from pipelines.contract import Contract, contract_path, load_contract
-from pipelines.definitions import GoldOutput, PipelineDefinition, definition
+from pipelines.contract import Contract
 from pipelines.delta_io import ensure_table, upsert_nonempty
-from pipelines.errors import PipelineFailedError
+from pipelines.errors import ConfigError, PipelineFailedError
 from pipelines.layout import PipelineLayout, pipeline_layout
 from pipelines.silver import ensure_silver_tables, start_silver
+from pipelines.spec import GoldSpec, PipelineSpec, load_spec, resolve_spec
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """A pipeline ready to run: its definition, contract and table layout."""
+    """A pipeline ready to run: its spec, contract, gold functions, topic and table layout."""
 
-    definition: PipelineDefinition
-    topic: str
+    spec: PipelineSpec
     contract: Contract
+    functions: Mapping[str, Callable[..., DataFrame]]
+    topic: str
+    watermark: str
     layout: PipelineLayout
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def gold_rows(self, g: GoldSpec, events: DataFrame) -> DataFrame:
+        return self.functions[g.name](events, **g.options)
 
 
 @dataclass
@@ -63,20 +73,39 @@ class RunResult:
 
 
 def load_pipeline(settings: Settings, name: str) -> Pipeline:
-    topic = settings.pipeline(name).topic
-    d = definition(name)
-    contract = load_contract(contract_path(settings.schemas_dir, name))
-    layout = pipeline_layout(settings, name, d.events, tuple(g.name for g in d.gold))
-    return Pipeline(d, topic, contract, layout)
+    """Load and check spec `name` (and its contract and gold functions) for this environment."""
+    resolved = resolve_spec(settings.spec_path(name), settings.schemas_dir)
+    spec = resolved.spec
+    layout = pipeline_layout(settings, name, spec.events_table, tuple(g.name for g in spec.gold))
+    topic = settings.pipeline(name).topic or spec.topic  # the environment may override the topic
+    watermark = spec.watermark or settings.streaming.watermark
+    return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout)
+
+
+def topic_of(settings: Settings, name: str) -> str:
+    """The topic pipeline `name` reads in this environment."""
+    return settings.pipeline(name).topic or load_spec(settings.spec_path(name)).topic
+
+
+def check_all(settings: Settings) -> dict[str, str | None]:
+    """Load every spec, contract and gold function without starting Spark streams: name -> problem or None."""
+    out: dict[str, str | None] = {}
+    for name in sorted(set(settings.pipeline_names()) | set(settings.file.pipelines)):
+        try:
+            load_pipeline(settings, name)
+            out[name] = None
+        except ConfigError as exc:
+            out[name] = str(exc)
+    return out
 
 
 def prepare_tables(spark: SparkSession, settings: Settings, p: Pipeline) -> None:
     """Create every table of `p` (empty) so that streams, queries and `lakepipe tables` can start at once."""
     ensure_table(spark, p.layout.bronze.path, BRONZE_SCHEMA, PARTITION_BY)
-    ensure_silver_tables(spark, p.contract, p.layout)
+    ensure_silver_tables(spark, p.contract, p.spec, p.layout)
     silver = spark.readStream.format("delta").load(p.layout.silver.path)
-    for g in p.definition.gold:
-        fields = [f for f in g.build(silver, settings.streaming).schema.fields if f.name != g.delete_flag]
+    for g in p.spec.gold:
+        fields = [f for f in p.gold_rows(g, silver).schema.fields if f.name != g.delete_flag]
         ensure_table(spark, p.layout.gold_table(g.name).path, StructType(fields))
 
 
@@ -89,7 +118,7 @@ def run(spark: SparkSession, settings: Settings, names: Sequence[str], once: boo
     stages = [
         [lambda p=p: _bronze(spark, settings, p, trigger) for p in pipelines],
         [lambda p=p: _silver(spark, p, trigger) for p in pipelines],
-        [lambda p=p, g=g: _gold(spark, settings, p, g, trigger) for p in pipelines for g in p.definition.gold],
+        [lambda p=p, g=g: _gold(spark, p, g, trigger) for p in pipelines for g in p.spec.gold],
     ]
     result = RunResult()
     if once:
@@ -104,24 +133,27 @@ def run(spark: SparkSession, settings: Settings, names: Sequence[str], once: boo
 
 def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict) -> StreamingQuery:
     layout = p.layout
-    name = f"{p.definition.name}.bronze"
+    name = f"{p.name}.bronze"
     return start_bronze(spark, settings.kafka, p.topic, layout.bronze.path, layout.checkpoint("bronze"), trigger, name)
 
 
 def _silver(spark: SparkSession, p: Pipeline, trigger: dict) -> StreamingQuery:
-    return start_silver(spark, p.contract, p.layout, trigger, f"{p.definition.name}.silver")
+    return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver")
 
 
-def _gold(spark: SparkSession, settings: Settings, p: Pipeline, g: GoldOutput, trigger: dict) -> StreamingQuery:
+def _gold(spark: SparkSession, p: Pipeline, g: GoldSpec, trigger: dict) -> StreamingQuery:
     events = spark.readStream.format("delta").load(p.layout.silver.path)
-    events = events.withWatermark(p.contract.event_time, settings.streaming.watermark)
+    events = events.withWatermark(p.spec.event_time, p.watermark)
     path = p.layout.gold_table(g.name).path
+    checkpoint = p.layout.checkpoint(f"gold/{g.name}")
+    writer = p.gold_rows(g, events).writeStream.queryName(f"{p.name}.gold.{g.name}")
+    if g.mode == "append":  # rows final once the watermark passes (alerts, closed windows)
+        writer = writer.format("delta").outputMode("append").option("checkpointLocation", checkpoint)
+        return writer.trigger(**trigger).start(path)
     return (
-        g.build(events, settings.streaming)
-        .writeStream.queryName(f"{p.definition.name}.gold.{g.name}")
-        .outputMode("update")
+        writer.outputMode("update")
         .foreachBatch(lambda batch, _batch_id: upsert_nonempty(batch, path, g.keys, g.delete_flag))
-        .option("checkpointLocation", p.layout.checkpoint(f"gold/{g.name}"))
+        .option("checkpointLocation", checkpoint)
         .trigger(**trigger)
         .start()
     )

@@ -22,6 +22,7 @@ from pyspark.sql.streaming import StreamingQuery
 from pipelines.contract import Contract
 from pipelines.delta_io import append_once, checkpoint_query_id, ensure_table
 from pipelines.layout import PipelineLayout
+from pipelines.spec import PipelineSpec
 from pipelines.validation import parse_records
 
 SILVER, QUARANTINE, EXACT_DUPLICATE = "silver", "quarantine", "exact_duplicate"
@@ -47,10 +48,10 @@ def silver_schema(contract: Contract) -> T.StructType:
     )
 
 
-def quarantine_schema(contract: Contract) -> T.StructType:
+def quarantine_schema(contract: Contract, spec: PipelineSpec) -> T.StructType:
     return T.StructType(
         [
-            T.StructField(contract.dedup_key, contract.field(contract.dedup_key).spark_type),
+            T.StructField(spec.dedup_key, contract.field(spec.dedup_key).spark_type),
             T.StructField("key", T.BinaryType()),
             T.StructField("value", T.BinaryType()),
             *LINEAGE,
@@ -104,25 +105,26 @@ def classify(parsed: DataFrame, existing: DataFrame, dedup_key: str) -> DataFram
     return joined.withColumn(OUTCOME, outcome).withColumn("reasons", reasons).select(*parsed.columns, OUTCOME)
 
 
-def to_silver_rows(classified: DataFrame, contract: Contract) -> DataFrame:
+def to_silver_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec) -> DataFrame:
     rows = classified.where(F.col(OUTCOME) == SILVER).withColumn("silver_time", F.current_timestamp())
-    rows = rows.withColumn("event_date", F.to_date(contract.event_time))
+    rows = rows.withColumn("event_date", F.to_date(spec.event_time))
     return rows.select(*[f.name for f in silver_schema(contract).fields])
 
 
-def to_quarantine_rows(classified: DataFrame, contract: Contract) -> DataFrame:
+def to_quarantine_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec) -> DataFrame:
     rows = classified.where(F.col(OUTCOME) == QUARANTINE).withColumn("quarantined_at", F.current_timestamp())
     rows = rows.withColumn("replay_id", F.lit(None).cast("string")).withColumn(
         "replayed_at", F.lit(None).cast("timestamp")
     )
-    return rows.select(*[f.name for f in quarantine_schema(contract).fields])
+    return rows.select(*[f.name for f in quarantine_schema(contract, spec).fields])
 
 
 class SilverBatchWriter:
     """The foreachBatch function of the silver query."""
 
-    def __init__(self, contract: Contract, layout: PipelineLayout, checkpoint: str) -> None:
+    def __init__(self, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, checkpoint: str) -> None:
         self.contract = contract
+        self.spec = spec
         self.layout = layout
         self.checkpoint = checkpoint
         self._app_id: str | None = None
@@ -131,7 +133,7 @@ class SilverBatchWriter:
         spark = batch.sparkSession
         if self._app_id is None:
             self._app_id = f"silver-{checkpoint_query_id(spark, self.checkpoint)}"
-        key = self.contract.dedup_key
+        key = self.spec.dedup_key
         existing = spark.read.format("delta").load(self.layout.silver.path).select(key, "payload_hash")
         classified = classify(parse_records(batch, self.contract), existing, key)
         classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
@@ -148,27 +150,29 @@ class SilverBatchWriter:
                 "quarantined_records long, exact_duplicates long",
             ).withColumn("processed_at", F.current_timestamp())
             append_once(audit, self.layout.batches.path, self._app_id, batch_id)
-            append_once(to_quarantine_rows(classified, self.contract), self.layout.quarantine.path, self._app_id, batch_id)
-            append_once(to_silver_rows(classified, self.contract), self.layout.silver.path, self._app_id, batch_id)
+            quarantined = to_quarantine_rows(classified, self.contract, self.spec)
+            append_once(quarantined, self.layout.quarantine.path, self._app_id, batch_id)
+            silver = to_silver_rows(classified, self.contract, self.spec)
+            append_once(silver, self.layout.silver.path, self._app_id, batch_id)
         finally:
             classified.unpersist()
 
 
-def ensure_silver_tables(spark: SparkSession, contract: Contract, layout: PipelineLayout) -> None:
-    ensure_table(spark, layout.silver.path, silver_schema(contract), ("event_date",))
-    ensure_table(spark, layout.quarantine.path, quarantine_schema(contract))
+def ensure_silver_tables(spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout) -> None:
+    ensure_table(spark, layout.silver.path, silver_schema(contract), spec.partition_by)
+    ensure_table(spark, layout.quarantine.path, quarantine_schema(contract, spec))
     ensure_table(spark, layout.batches.path, BATCHES_SCHEMA)
 
 
 def start_silver(
-    spark: SparkSession, contract: Contract, layout: PipelineLayout, trigger: dict, name: str
+    spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, trigger: dict, name: str
 ) -> StreamingQuery:
     checkpoint = layout.checkpoint("silver")
     return (
         spark.readStream.format("delta")
         .load(layout.bronze.path)
         .writeStream.queryName(name)
-        .foreachBatch(SilverBatchWriter(contract, layout, checkpoint))
+        .foreachBatch(SilverBatchWriter(contract, spec, layout, checkpoint))
         .option("checkpointLocation", checkpoint)
         .trigger(**trigger)
         .start()

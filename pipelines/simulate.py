@@ -7,6 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 from pipelines.config import Settings
+from pipelines.errors import ConfigError
+from pipelines.runner import topic_of
 from pipelines.simulators.base import EventSource, FileSink, KafkaSink, ReplaySource, SimEvent, Tally, publish
 from pipelines.simulators.clickstream import ClickstreamGenerator, FaultRates
 
@@ -28,9 +30,14 @@ class _Tee:
         self.kafka.close()
 
 
+SIMULATORS = ("clickstream",)
+
+
 def source(args: argparse.Namespace) -> EventSource:
     if args.replay:
         return ReplaySource(Path(args.replay))
+    if args.pipeline not in SIMULATORS:
+        raise ConfigError(f"no simulator for pipeline '{args.pipeline}' (simulators: {', '.join(SIMULATORS)})")
     start = dt.datetime.fromisoformat(args.start) if args.start else None
     faults = FaultRates(
         exact_duplicate=args.duplicates, conflicting_duplicate=args.conflicts,
@@ -42,7 +49,7 @@ def source(args: argparse.Namespace) -> EventSource:
 
 
 def simulate(settings: Settings, args: argparse.Namespace) -> Tally:
-    topic = args.topic or settings.pipeline(args.pipeline).topic
+    topic = args.topic or topic_of(settings, args.pipeline)
     tally = Tally()
     sink = KafkaSink(settings.kafka, topic, tally)
     if args.out:

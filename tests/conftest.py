@@ -76,6 +76,7 @@ spark:
   master: local[2]
   shuffle_partitions: 2
 schemas_dir: {CONTRACTS}
+specs_dir: {PROJECT_DIR / "conf" / "pipelines"}
 pipelines:
   clickstream:
     topic: {topic}

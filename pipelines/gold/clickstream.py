@@ -38,6 +38,6 @@ def activity_per_minute(events: DataFrame) -> DataFrame:
     return agg.select(*_window_columns(), "event_type", "events", "users")
 
 
-def sessions(events: DataFrame, gap: str) -> DataFrame:
+def sessions(events: DataFrame, gap: str = "30 minutes") -> DataFrame:
     """One row per session: events of a session_id with no gap of `gap` or more between them."""
     return sessionize(events, gap)

@@ -25,13 +25,13 @@ RECORDS = [
 
 
 def test_bronze_never_rejects_content(spark, test_settings):
-    topic = test_settings.pipeline("clickstream").topic
+    topic = runner.topic_of(test_settings, "clickstream")
     tally = publish(iter(RECORDS), KafkaSink(test_settings.kafka, topic, Tally()))
     assert sum(tally.delivered.values()) == 4, tally.to_dict()
 
     runner.run(spark, test_settings, ["clickstream"], once=True)
     p = runner.load_pipeline(test_settings, "clickstream")
-    bronze = {r.offset: r for r in spark.read.format("delta").load(p.layout.bronze.path).collect()}
+    bronze = {(r.partition, r.offset): r for r in spark.read.format("delta").load(p.layout.bronze.path).collect()}
     values = sorted((bytes(r.value) if r.value is not None else None for r in bronze.values()), key=lambda v: len(v or b""))
     assert values == [None, b"", RECORDS[2].value, RECORDS[3].value], "every value is stored byte for byte"
     with_header = [r for r in bronze.values() if r.key is None]

@@ -27,7 +27,7 @@ FAULTS = FaultRates(exact_duplicate=0.04, conflicting_duplicate=0.03, malformed=
 
 
 def send(settings, events: list[SimEvent]) -> Tally:
-    tally = publish(iter(events), KafkaSink(settings.kafka, settings.pipeline("clickstream").topic, Tally()))
+    tally = publish(iter(events), KafkaSink(settings.kafka, runner.topic_of(settings, "clickstream"), Tally()))
     assert not tally.failed, tally.errors
     return tally
 

@@ -36,7 +36,7 @@ def test_env_variable_selects_the_file(tmp_path, monkeypatch):
         ("lakes:\n  root: x\n", "unknown key 'lakes'"),
         ("kafka:\n  topic_partitions: two\n", "key 'kafka.topic_partitions' must be an integer"),
         ("kafka:\n  fail_on_data_loss: 1\n", "key 'kafka.fail_on_data_loss' must be true or false"),
-        ("pipelines:\n  clickstream: {}\n", "missing required key 'pipelines.clickstream.topic'"),
+        ("pipelines:\n  clickstream: {topc: x}\n", "unknown key 'pipelines.clickstream.topc'"),
         ("streaming:\n  watermark: soon\n", "'soon' is not a duration"),
         ("kafka: [\n", "is not valid YAML"),
     ],

@@ -1,0 +1,126 @@
+"""Pipeline specs (`conf/pipelines/<name>.yaml`): what a pipeline reads, how it parses, what gold it builds.
+
+A spec plus a contract in `schemas/` is all a pipeline needs; the engine (`pipelines.runner`) turns them into
+streams. `resolve_spec` checks everything that can be checked before Spark starts (the contract exists, the
+roles name contract fields, the event-time column is a timestamp, every gold function imports) and names
+the file and key of the first problem.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines import durations
+from pipelines.contract import Contract, load_contract
+from pipelines.errors import ConfigError
+from pipelines.typed_config import load_typed
+
+GOLD_MODES = ("upsert", "append")
+DERIVED_SILVER_COLUMNS = ("event_date",)  # computed by silver from the event-time column
+
+
+@dataclass(frozen=True)
+class GoldSpec:
+    """A gold table: `function(events, **options)` over the watermarked silver stream."""
+
+    name: str
+    function: str  # dotted path, e.g. pipelines.gold.clickstream.revenue_per_minute
+    mode: str = "upsert"
+    keys: tuple[str, ...] = ()
+    delete_flag: str | None = None  # upsert only: rows with this column true delete their key
+    options: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in GOLD_MODES:
+            raise ValueError(f"gold '{self.name}': mode '{self.mode}' is not one of {', '.join(GOLD_MODES)}")
+        if self.mode == "upsert" and not self.keys:
+            raise ValueError(f"gold '{self.name}': mode upsert needs keys")
+        if self.mode == "append" and (self.keys or self.delete_flag):
+            raise ValueError(f"gold '{self.name}': mode append takes no keys or delete_flag")
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    topic: str
+    key: str
+    contract: str  # relative to the schemas folder
+    events_table: str
+    event_time: str
+    dedup_key: str
+    watermark: str | None = None  # default: the environment's streaming.watermark
+    partition_by: tuple[str, ...] = ("event_date",)
+    gold: tuple[GoldSpec, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.watermark is not None:
+            durations.seconds(self.watermark)
+        names = [g.name for g in self.gold]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"gold tables listed twice: {', '.join(dupes)}")
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A spec with its contract loaded and its gold functions imported."""
+
+    spec: PipelineSpec
+    contract: Contract
+    functions: Mapping[str, Callable]
+    source: Path
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    spec = load_typed(PipelineSpec, path)
+    if spec.name != path.stem:
+        raise ConfigError(f"{path}: key 'name' is '{spec.name}' but the file is named {path.name}")
+    return spec
+
+
+def resolve_spec(path: Path, schemas_dir: Path) -> ResolvedSpec:
+    spec = load_spec(path)
+    contract_file = schemas_dir / spec.contract
+    if not contract_file.is_file():
+        raise ConfigError(f"{path}: key 'contract' names {contract_file}, which does not exist")
+    contract = load_contract(contract_file)
+    fields = set(contract.field_names)
+    for role in ("key", "event_time", "dedup_key"):
+        if getattr(spec, role) not in fields:
+            raise ConfigError(
+                f"{path}: key '{role}' names '{getattr(spec, role)}', which is not a field of {contract_file.name}"
+            )
+    if contract.field(spec.event_time).type != "timestamp":
+        raise ConfigError(
+            f"{path}: key 'event_time' names '{spec.event_time}', which is "
+            f"{contract.field(spec.event_time).type} in {contract_file.name}, not timestamp"
+        )
+    for col in spec.partition_by:
+        if col not in fields and col not in DERIVED_SILVER_COLUMNS:
+            raise ConfigError(f"{path}: key 'partition_by' names '{col}', which is not a silver column")
+    functions = {g.name: _import_function(path, i, g) for i, g in enumerate(spec.gold)}
+    return ResolvedSpec(spec, contract, functions, path)
+
+
+def _import_function(path: Path, index: int, g: GoldSpec) -> Callable:
+    key = f"gold[{index}].function"
+    module_name, _, attr = g.function.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr) if module_name else None
+    except ImportError as exc:
+        raise ConfigError(f"{path}: key '{key}': cannot import module '{module_name}' ({exc})") from None
+    except AttributeError:
+        fn = None
+    if not callable(fn):
+        raise ConfigError(f"{path}: key '{key}': '{g.function}' is not a function lakepipe can import")
+    params = inspect.signature(fn).parameters
+    unknown = [o for o in g.options if o not in params]
+    if unknown:
+        raise ConfigError(f"{path}: key 'gold[{index}].options': {g.function} takes no option '{unknown[0]}'")
+    return fn

@@ -1,0 +1,86 @@
+"""Pipeline specs: the shipped ones validate; every kind of mistake is one error naming file and key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.errors import ConfigError
+from pipelines.spec import resolve_spec
+from tests.conftest import CONTRACTS, PROJECT_DIR
+
+SPECS = PROJECT_DIR / "conf" / "pipelines"
+
+
+def good() -> dict:
+    return yaml.safe_load((SPECS / "clickstream.yaml").read_text())
+
+
+def write(tmp_path: Path, spec: dict, name: str = "clickstream") -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.parametrize("spec_file", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_specs_resolve(spec_file):
+    resolved = resolve_spec(spec_file, CONTRACTS)
+    assert set(resolved.functions) == {g.name for g in resolved.spec.gold}
+
+
+def change(**edits):
+    spec = good()
+    for key, value in edits.items():
+        if key.startswith("gold0_"):
+            spec["gold"][0][key[6:]] = value
+        elif value is ...:
+            del spec[key]
+        else:
+            spec[key] = value
+    return spec
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (change(topics="x"), "unknown key 'topics'"),
+        (change(topic=...), "missing required key 'topic'"),
+        (change(contract="nope/contract.yaml"), "key 'contract' names"),
+        (change(event_time="user_id"), "key 'event_time' names 'user_id', which is string in contract.yaml, not timestamp"),
+        (change(dedup_key="order_id"), "key 'dedup_key' names 'order_id', which is not a field"),
+        (change(partition_by=["day"]), "key 'partition_by' names 'day'"),
+        (change(watermark="later"), "'later' is not a duration"),
+        (change(name="other"), "key 'name' is 'other' but the file is named clickstream.yaml"),
+        (change(gold0_function="pipelines.gold.clickstream.no_such"), "key 'gold[0].function'"),
+        (change(gold0_function="no_such_module.fn"), "cannot import module 'no_such_module'"),
+        (change(gold0_keys=[]), "mode upsert needs keys"),
+        (change(gold0_mode="merge"), "mode 'merge' is not one of upsert, append"),
+        (change(gold0_options={"width": "2 minutes"}), "takes no option 'width'"),
+        (change(gold0_colour="red"), "unknown key 'gold[0].colour'"),
+    ],
+)
+def test_spec_mistakes_are_named(tmp_path, spec, message):
+    path = write(tmp_path, spec)
+    with pytest.raises(ConfigError) as err:
+        resolve_spec(path, CONTRACTS)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_validate_command_reports_each_spec(tmp_path):
+    write(tmp_path / "specs", good())
+    write(tmp_path / "specs", change(name="broken", event_time="user_id"), name="broken")
+    (tmp_path / "v.yaml").write_text(f"schemas_dir: {CONTRACTS}\nspecs_dir: {tmp_path / 'specs'}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "validate", "--conf-dir", str(tmp_path), "--env", "v"],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("FAIL broken: ") and "key 'event_time'" in lines[0]
+    assert lines[1].startswith("ok   clickstream: topic clickstream.events")
