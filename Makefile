@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LAKEPIPE := $(BIN)/lakepipe
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help setup demo test test-unit up down status jars clean distclean
+.PHONY: help setup demo test test-unit bench up down status jars clean distclean
 
 help:
 	@echo "make demo   set up, start the local Kafka broker, and run the clickstream pipeline end to end"
@@ -46,6 +46,9 @@ demo: up
 
 test: up
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: up
+	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,)
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
