@@ -27,7 +27,7 @@ TO_SILVER = ("valid", "late", "out_of_order")
 EXACT_DUPLICATE = "exact_duplicate"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SimEvent:
     kind: str
     key: bytes | None

@@ -44,6 +44,7 @@ TRANSITIONS = {  # from event type: [(next event type, weight)]; None ends the s
     "checkout": [("purchase", 7), ("page_view", 1), (None, 2)],
     "purchase": [("page_view", 1), (None, 4)],
 }
+HEADERS = (("source", b"lakepipe-simulator"), ("content-type", b"application/json"))
 MALFORMED = ("invalid_json", "wrong_type", "missing_field", "out_of_range", "not_in_set")
 
 
@@ -97,6 +98,8 @@ class ClickstreamGenerator:
             for cat, rng_ in CATEGORIES.items()
             for n in range(40)
         }
+        self.product_ids = list(self.products)
+        self.zones = {c: dt.timezone(dt.timedelta(hours=v[3])) for c, v in COUNTRIES.items()}
         self.concurrent = concurrent_sessions
         self.late_by = late_by
         self.sessions: list[_Session] = []
@@ -146,8 +149,8 @@ class ClickstreamGenerator:
             s = self._session()
             nxt = "page_view"
         s.last, s.sent = nxt, s.sent + 1
-        currency, rate, decimals, offset = COUNTRIES[s.country]
-        local = at.astimezone(dt.timezone(dt.timedelta(hours=offset)))
+        currency, rate, decimals, _ = COUNTRIES[s.country]
+        local = at.astimezone(self.zones[s.country])
         p: dict = {
             "event_id": self._id(),
             "event_type": nxt,
@@ -162,7 +165,7 @@ class ClickstreamGenerator:
         if nxt == "search":
             p["search_query"] = self.rng.choice(["lamp", "novel", "usb cable", "jacket", "lego", "coffee"])
         if nxt in ("product_view", "add_to_cart", "remove_from_cart"):
-            product = self.rng.choice(list(self.products))
+            product = self.rng.choice(self.product_ids)
             if nxt == "remove_from_cart" and s.cart:
                 product = s.cart.pop(self.rng.randrange(len(s.cart)))[0]
             p["product_id"] = product
@@ -240,7 +243,7 @@ class ClickstreamGenerator:
         return SimEvent(kind, key, value, reasons, self._headers())
 
     def _headers(self) -> tuple[tuple[str, bytes], ...]:
-        return (("source", b"lakepipe-simulator"), ("content-type", b"application/json"))
+        return HEADERS
 
     def _id(self) -> str:
         self._serial += 1
