@@ -29,7 +29,7 @@ jars: .jars/spark/.resolved .jars/kafka/.resolved
 	@command -v mvn >/dev/null || { echo "mvn not found: install Maven (e.g. apt-get install maven)"; exit 1; }
 	@command -v java >/dev/null || { echo "java not found: install a Java 17 runtime (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
 	rm -rf .jars/$*
-	mvn --batch-mode --quiet -f infra/$*/pom.xml dependency:copy-dependencies
+	mvn --batch-mode --quiet -Dstyle.color=never -f infra/$*/pom.xml dependency:copy-dependencies
 	@touch $@
 
 up: setup
