@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from pipelines.config import Settings
 
-LAYERS = ("bronze", "silver", "quarantine", "gold", "audit")
 
 
 @dataclass(frozen=True)
