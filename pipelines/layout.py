@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pipelines.config import Settings
 
 
-
 @dataclass(frozen=True)
 class Table:
     name: str
