@@ -12,7 +12,10 @@ from pyspark.sql import types as T
 from pipelines.errors import ConfigError
 from pipelines.typed_config import load_typed
 
-FIELD_TYPES = ("string", "integer", "decimal", "timestamp", "boolean")
+FIELD_TYPES = ("string", "integer", "decimal", "double", "timestamp", "boolean")
+NUMERIC_TYPES = ("integer", "decimal", "double")
+TIMESTAMP_UNITS = ("ms",)  # a timestamp is ISO-8601 text unless `unit` says epoch milliseconds
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class FieldSpec:
     pattern: str | None = None
     precision: int = 18
     scale: int = 4
+    path: tuple[str, ...] = ()  # where the value is in the JSON object, e.g. after.email; first present wins
+    unit: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -37,10 +42,19 @@ class FieldSpec:
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"field '{self.name}': pattern is not a valid regex ({exc})") from None
-        if (self.min is not None or self.max is not None) and self.type not in ("integer", "decimal"):
-            raise ValueError(f"field '{self.name}': min/max apply to integer and decimal fields only")
+        if (self.min is not None or self.max is not None) and self.type not in NUMERIC_TYPES:
+            raise ValueError(f"field '{self.name}': min/max apply to integer, decimal and double fields only")
+        for p in self.path:
+            if not _PATH.match(p):
+                raise ValueError(f"field '{self.name}': path '{p}' is not a dotted list of plain names")
+        if self.unit is not None and (self.type != "timestamp" or self.unit not in TIMESTAMP_UNITS):
+            raise ValueError(f"field '{self.name}': unit applies to timestamp fields and is one of {TIMESTAMP_UNITS}")
         if not 0 <= self.scale <= self.precision <= 38:
             raise ValueError(f"field '{self.name}': need 0 <= scale <= precision <= 38")
+
+    @property
+    def json_paths(self) -> tuple[str, ...]:
+        return self.path or (self.name,)
 
     @property
     def spark_type(self) -> T.DataType:
@@ -48,6 +62,7 @@ class FieldSpec:
             "string": T.StringType(),
             "integer": T.LongType(),
             "decimal": T.DecimalType(self.precision, self.scale),
+            "double": T.DoubleType(),
             "timestamp": T.TimestampType(),
             "boolean": T.BooleanType(),
         }[self.type]
@@ -81,6 +96,11 @@ class Contract:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+    @property
+    def top_level_keys(self) -> tuple[str, ...]:
+        """The keys of the JSON object that the contract reads (the rest go to `extra`)."""
+        return tuple(dict.fromkeys(p.split(".")[0] for f in self.fields for p in f.json_paths))
 
     @property
     def spark_schema(self) -> T.StructType:

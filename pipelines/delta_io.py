@@ -38,6 +38,15 @@ def append_once(df: DataFrame, path: str, app_id: str, version: int) -> None:
     )
 
 
+def replace_where(df: DataFrame, path: str, predicate: str) -> None:
+    """Replace the rows of the table at `path` that match `predicate` by `df`, in one commit.
+
+    Delta checks that every row of `df` matches the predicate, so a rebuild can never write outside the
+    key values it replaces.
+    """
+    df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(path)
+
+
 def upsert(batch: DataFrame, path: str, keys: tuple[str, ...], delete_flag: str | None = None) -> None:
     """MERGE `batch` into the table at `path` by `keys`: update matches, insert the rest.
 

@@ -40,8 +40,15 @@ class PipelineLayout:
                 return t
         raise KeyError(name)
 
+    def table(self, name: str) -> Table | None:
+        """Any table of the pipeline by name, or None."""
+        return next((t for t in self.tables if t.name == name), None)
 
-def pipeline_layout(settings: Settings, pipeline: str, events: str, gold: tuple[str, ...]) -> PipelineLayout:
+
+def pipeline_layout(
+    settings: Settings, pipeline: str, events: str, gold: tuple[tuple[str, str], ...]
+) -> PipelineLayout:
+    """`gold` lists (table name, layer) of the derived tables, in spec order."""
     def table(name: str, layer: str) -> Table:
         return Table(name, layer, pipeline, f"{settings.tables_root}/{layer}/{name}")
 
@@ -51,6 +58,6 @@ def pipeline_layout(settings: Settings, pipeline: str, events: str, gold: tuple[
         silver=table(events, "silver"),
         quarantine=table(f"{events}_quarantine", "quarantine"),
         batches=table(f"{pipeline}_silver_batches", "audit"),
-        gold=tuple(table(g, "gold") for g in gold),
+        gold=tuple(table(name, layer) for name, layer in gold),
         checkpoints=f"{settings.checkpoints_root}/{pipeline}",
     )

@@ -27,6 +27,7 @@ from pipelines.contract import Contract
 from pipelines.delta_io import ensure_table, upsert_nonempty
 from pipelines.errors import ConfigError, PipelineFailedError
 from pipelines.layout import PipelineLayout, pipeline_layout
+from pipelines.rebuild import RebuildWriter
 from pipelines.silver import ensure_silver_tables, start_silver
 from pipelines.spec import GoldSpec, PipelineSpec, load_spec, resolve_spec
 
@@ -41,6 +42,7 @@ class Pipeline:
     topic: str
     watermark: str
     layout: PipelineLayout
+    sources: Mapping[str, PipelineLayout]  # rebuild outputs: gold name -> layout of the pipeline read
 
     @property
     def name(self) -> str:
@@ -48,6 +50,19 @@ class Pipeline:
 
     def gold_rows(self, g: GoldSpec, events: DataFrame) -> DataFrame:
         return self.functions[g.name](events, **g.options)
+
+    def source_layout(self, g: GoldSpec) -> PipelineLayout:
+        """The layout of the pipeline whose silver rows output `g` reads."""
+        return self.sources[f"{g.name}:{g.source}"] if g.source else self.layout
+
+    def lookup_paths(self, g: GoldSpec) -> dict[str, str]:
+        """Argument -> table path of each lookup of rebuild output `g`."""
+        out = {}
+        for arg, ref in g.lookups.items():
+            pipeline, table = ref.split(".")
+            layout = self.layout if pipeline == self.name else self.sources[f"{g.name}:{pipeline}"]
+            out[arg] = layout.table(table).path
+        return out
 
 
 @dataclass
@@ -76,10 +91,30 @@ def load_pipeline(settings: Settings, name: str) -> Pipeline:
     """Load and check spec `name` (and its contract and gold functions) for this environment."""
     resolved = resolve_spec(settings.spec_path(name), settings.schemas_dir)
     spec = resolved.spec
-    layout = pipeline_layout(settings, name, spec.events_table, tuple(g.name for g in spec.gold))
+    layout = layout_of(settings, spec)
     topic = settings.pipeline(name).topic or spec.topic  # the environment may override the topic
     watermark = spec.watermark or settings.streaming.watermark
-    return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout)
+    sources = {}
+    for i, g in enumerate(spec.gold):
+        refs = [(f"gold[{i}].source", g.source)] if g.source else []
+        refs += [(f"gold[{i}].lookups.{arg}", ref.split(".")[0]) for arg, ref in g.lookups.items()]
+        for key, other in refs:
+            if other == name:
+                other_layout = layout
+            else:
+                try:
+                    other_layout = layout_of(settings, load_spec(settings.spec_path(other)))
+                except ConfigError:
+                    raise ConfigError(f"{resolved.source}: key '{key}' names pipeline '{other}', which has no spec") from None
+            sources[f"{g.name}:{other}"] = other_layout
+        for arg, ref in g.lookups.items():
+            if sources[f"{g.name}:{ref.split('.')[0]}"].table(ref.split(".")[1]) is None:
+                raise ConfigError(f"{resolved.source}: key 'gold[{i}].lookups.{arg}' names '{ref}', which is no table")
+    return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout, sources)
+
+
+def layout_of(settings: Settings, spec: PipelineSpec) -> PipelineLayout:
+    return pipeline_layout(settings, spec.name, spec.events_table, tuple((g.name, g.layer) for g in spec.gold))
 
 
 def topic_of(settings: Settings, name: str) -> str:
@@ -99,13 +134,26 @@ def check_all(settings: Settings) -> dict[str, str | None]:
     return out
 
 
-def prepare_tables(spark: SparkSession, settings: Settings, p: Pipeline) -> None:
-    """Create every table of `p` (empty) so that streams, queries and `lakepipe tables` can start at once."""
+def prepare_tables(spark: SparkSession, settings: Settings, p: Pipeline, _done: set[str] | None = None) -> None:
+    """Create every table of `p` (empty) so that streams, queries and `lakepipe tables` can start at once.
+
+    Pipelines that `p`'s rebuild outputs read are prepared first.
+    """
+    done = set() if _done is None else _done
+    done.add(p.name)
+    for other in sorted({key.split(":")[1] for key in p.sources} - done):
+        prepare_tables(spark, settings, load_pipeline(settings, other), done)
     ensure_table(spark, p.layout.bronze.path, BRONZE_SCHEMA, PARTITION_BY)
     ensure_silver_tables(spark, p.contract, p.spec, p.layout)
     silver = spark.readStream.format("delta").load(p.layout.silver.path)
     for g in p.spec.gold:
-        fields = [f for f in p.gold_rows(g, silver).schema.fields if f.name != g.delete_flag]
+        if g.mode == "rebuild":
+            rows = spark.read.format("delta").load(p.source_layout(g).silver.path)
+            lookups = {arg: spark.read.format("delta").load(path) for arg, path in p.lookup_paths(g).items()}
+            schema = p.functions[g.name](rows, **lookups, **g.options).schema
+        else:
+            schema = p.gold_rows(g, silver).schema
+        fields = [f for f in schema.fields if f.name != g.delete_flag]
         ensure_table(spark, p.layout.gold_table(g.name).path, StructType(fields))
 
 
@@ -118,7 +166,8 @@ def run(spark: SparkSession, settings: Settings, names: Sequence[str], once: boo
     stages = [
         [lambda p=p: _bronze(spark, settings, p, trigger) for p in pipelines],
         [lambda p=p: _silver(spark, p, trigger) for p in pipelines],
-        [lambda p=p, g=g: _gold(spark, p, g, trigger) for p in pipelines for g in p.spec.gold],
+        [lambda p=p, g=g: _gold(spark, p, g, trigger) for p in pipelines for g in p.spec.gold if not g.derived],
+        [lambda p=p, g=g: _gold(spark, p, g, trigger) for p in pipelines for g in p.spec.gold if g.derived],
     ]
     result = RunResult()
     if once:
@@ -142,6 +191,8 @@ def _silver(spark: SparkSession, p: Pipeline, trigger: dict) -> StreamingQuery:
 
 
 def _gold(spark: SparkSession, p: Pipeline, g: GoldSpec, trigger: dict) -> StreamingQuery:
+    if g.mode == "rebuild":
+        return _rebuild(spark, p, g, trigger)
     events = spark.readStream.format("delta").load(p.layout.silver.path)
     events = events.withWatermark(p.spec.event_time, p.watermark)
     path = p.layout.gold_table(g.name).path
@@ -154,6 +205,22 @@ def _gold(spark: SparkSession, p: Pipeline, g: GoldSpec, trigger: dict) -> Strea
         writer.outputMode("update")
         .foreachBatch(lambda batch, _batch_id: upsert_nonempty(batch, path, g.keys, g.delete_flag))
         .option("checkpointLocation", checkpoint)
+        .trigger(**trigger)
+        .start()
+    )
+
+
+def _rebuild(spark: SparkSession, p: Pipeline, g: GoldSpec, trigger: dict) -> StreamingQuery:
+    source = p.source_layout(g).silver.path
+    writer = RebuildWriter(
+        p.functions[g.name], g.keys[0], source, p.layout.gold_table(g.name).path, p.lookup_paths(g), g.options
+    )
+    return (
+        spark.readStream.format("delta")
+        .load(source)
+        .writeStream.queryName(f"{p.name}.gold.{g.name}")
+        .foreachBatch(writer)
+        .option("checkpointLocation", p.layout.checkpoint(f"gold/{g.name}"))
         .trigger(**trigger)
         .start()
     )
@@ -202,7 +269,7 @@ def _check(q: StreamingQuery, queries: list[StreamingQuery]) -> None:
     for other in queries:
         if other.isActive:
             other.stop()
-    raise PipelineFailedError(f"query '{q.name}' failed: {error_summary(exc.desc or str(exc))}")
+    raise PipelineFailedError(f"query '{q.name}' failed: {error_summary(getattr(exc, 'desc', None) or str(exc))}")
 
 
 def error_summary(text: str) -> str:

@@ -19,13 +19,22 @@ from pipelines.contract import Contract, load_contract
 from pipelines.errors import ConfigError
 from pipelines.typed_config import load_typed
 
-GOLD_MODES = ("upsert", "append")
+GOLD_MODES = ("upsert", "append", "rebuild")
+LAYERS = ("silver", "gold")
 DERIVED_SILVER_COLUMNS = ("event_date",)  # computed by silver from the event-time column
 
 
 @dataclass(frozen=True)
 class GoldSpec:
-    """A gold table: `function(events, **options)` over the watermarked silver stream."""
+    """A table derived from silver by `function`, in one of three modes.
+
+    - `upsert`: `function(events, **options)` over the watermarked silver stream, MERGEd by `keys`;
+    - `append`: the same, appended (rows final once the watermark passes: alerts, closed windows);
+    - `rebuild`: for each micro-batch, every value of the one key it touches is recomputed from all the
+      silver rows with that value: `function(rows, **lookups, **options)` is a pure batch function and the
+      table's rows for those key values are replaced in one commit. For results that depend on order
+      rather than arrival (SCD history) or on other tables (`lookups`: argument -> "<pipeline>.<table>").
+    """
 
     name: str
     function: str  # dotted path, e.g. pipelines.gold.clickstream.revenue_per_minute
@@ -33,15 +42,32 @@ class GoldSpec:
     keys: tuple[str, ...] = ()
     delete_flag: str | None = None  # upsert only: rows with this column true delete their key
     options: Mapping[str, str] = field(default_factory=dict)
+    layer: str = "gold"
+    source: str | None = None  # rebuild only: the pipeline whose silver rows are read (default: this one)
+    lookups: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in GOLD_MODES:
             raise ValueError(f"gold '{self.name}': mode '{self.mode}' is not one of {', '.join(GOLD_MODES)}")
+        if self.layer not in LAYERS:
+            raise ValueError(f"gold '{self.name}': layer '{self.layer}' is not one of {', '.join(LAYERS)}")
         if self.mode == "upsert" and not self.keys:
             raise ValueError(f"gold '{self.name}': mode upsert needs keys")
         if self.mode == "append" and (self.keys or self.delete_flag):
             raise ValueError(f"gold '{self.name}': mode append takes no keys or delete_flag")
+        if self.mode == "rebuild" and (len(self.keys) != 1 or self.delete_flag):
+            raise ValueError(f"gold '{self.name}': mode rebuild needs exactly one key and no delete_flag")
+        if self.mode != "rebuild" and (self.source or self.lookups):
+            raise ValueError(f"gold '{self.name}': source and lookups apply to mode rebuild only")
+        for arg, table in self.lookups.items():
+            if table.count(".") != 1:
+                raise ValueError(f"gold '{self.name}': lookup '{arg}' must be <pipeline>.<table>, not '{table}'")
+
+    @property
+    def derived(self) -> bool:
+        """Reads other tables (so it runs after the other gold queries in a `--once` run)."""
+        return bool(self.source or self.lookups)
 
 
 @dataclass(frozen=True)
@@ -120,7 +146,8 @@ def _import_function(path: Path, index: int, g: GoldSpec) -> Callable:
     if not callable(fn):
         raise ConfigError(f"{path}: key '{key}': '{g.function}' is not a function lakepipe can import")
     params = inspect.signature(fn).parameters
-    unknown = [o for o in g.options if o not in params]
-    if unknown:
-        raise ConfigError(f"{path}: key 'gold[{index}].options': {g.function} takes no option '{unknown[0]}'")
+    for what, names in (("options", g.options), ("lookups", g.lookups)):
+        unknown = [o for o in names if o not in params]
+        if unknown:
+            raise ConfigError(f"{path}: key 'gold[{index}].{what}': {g.function} takes no argument '{unknown[0]}'")
     return fn

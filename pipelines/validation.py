@@ -35,8 +35,10 @@ def parse_records(raw: DataFrame, contract: Contract) -> DataFrame:
     ).withColumn(_VARIANT, F.expr(f"try_parse_json({_JSON})"))
     is_object = F.expr(f"schema_of_variant({_VARIANT})").startswith("OBJECT")
 
-    json_types = {f.name: F.expr(f"schema_of_variant(variant_get({_VARIANT}, '$.{f.name}'))") for f in contract.fields}
-    df = df.select("*", *[t.alias(_type_col(name)) for name, t in json_types.items()])
+    df = df.select("*", *[_field_variant(f).alias(_variant_col(f.name)) for f in contract.fields])
+    df = df.select(
+        "*", *[F.expr(f"schema_of_variant({_variant_col(f.name)})").alias(_type_col(f.name)) for f in contract.fields]
+    )
     df = df.select("*", *[_typed_value(f).alias(f.name) for f in contract.fields])
 
     field_reasons = [r for f in contract.fields for r in _field_reasons(f, contract)]
@@ -45,7 +47,7 @@ def parse_records(raw: DataFrame, contract: Contract) -> DataFrame:
         .when(~is_object, F.array(F.lit("not_an_object")))
         .otherwise(F.array_compact(F.array(*field_reasons)))  # codegen'd, unlike a filter() lambda
     )
-    known = F.array(*[F.lit(n) for n in contract.field_names])
+    known = F.array(*[F.lit(n) for n in contract.top_level_keys])
     extra_keys = F.array_except(F.expr(f"json_object_keys({_JSON})"), known)
     extra = F.when(
         is_object & (F.size(extra_keys) > 0),
@@ -66,6 +68,18 @@ def _type_col(name: str) -> str:
     return f"_lp_t_{name}"
 
 
+def _variant_col(name: str) -> str:
+    return f"_lp_v_{name}"
+
+
+def _field_variant(f: FieldSpec) -> Column:
+    """The field's JSON value as a variant: the first of its paths that holds a non-null value."""
+    exprs = [f"variant_get({_VARIANT}, '$.{p}')" for p in f.json_paths]
+    if len(exprs) == 1:
+        return F.expr(exprs[0])
+    return F.coalesce(*[F.when(F.expr(f"schema_of_variant({e})") != "VOID", F.expr(e)) for e in exprs])
+
+
 def _present(f: FieldSpec) -> Column:
     t = F.col(_type_col(f.name))
     return t.isNotNull() & (t != "VOID")
@@ -73,6 +87,8 @@ def _present(f: FieldSpec) -> Column:
 
 def _type_ok(f: FieldSpec) -> Column:
     t = F.col(_type_col(f.name))
+    if f.type == "timestamp" and f.unit == "ms":
+        return t.isin(*INTEGER_TYPES) | t.rlike(r"^DECIMAL\(\d+,0\)$")
     if f.type in ("string", "timestamp"):
         return t == "STRING"
     if f.type == "boolean":
@@ -83,13 +99,15 @@ def _type_ok(f: FieldSpec) -> Column:
 
 
 def _typed_value(f: FieldSpec) -> Column:
-    path = f"'$.{f.name}'"
-    if f.type == "timestamp":
-        text = F.expr(f"variant_get({_VARIANT}, {path}, 'string')")
-        value = F.when(text.rlike(ISO_TIMESTAMP), F.expr(f"try_cast(variant_get({_VARIANT}, {path}, 'string') AS TIMESTAMP)"))
+    v = _variant_col(f.name)
+    if f.type == "timestamp" and f.unit == "ms":
+        value = F.expr(f"timestamp_millis(try_variant_get({v}, '$', 'bigint'))")
+    elif f.type == "timestamp":
+        text = F.expr(f"variant_get({v}, '$', 'string')")
+        value = F.when(text.rlike(ISO_TIMESTAMP), F.expr(f"try_cast(variant_get({v}, '$', 'string') AS TIMESTAMP)"))
     else:
         sql_type = f.spark_type.simpleString()
-        value = F.expr(f"try_variant_get({_VARIANT}, {path}, '{sql_type}')")
+        value = F.expr(f"try_variant_get({v}, '$', '{sql_type}')")
     return F.when(_type_ok(f), value).cast(f.spark_type)
 
 
@@ -109,7 +127,7 @@ def _field_reasons(f: FieldSpec, contract: Contract) -> list[Column]:
     ok = present & _type_ok(f)
     if f.allowed is not None:
         checks.append(F.when(ok & ~value.isin(*f.allowed), F.lit(f"not_in_set:{f.name}")))
-    if f.type in ("integer", "decimal"):
+    if f.type in ("integer", "decimal", "double"):
         out_of_range = value.isNull()  # a number too large for the column type
         if f.min is not None:
             out_of_range = out_of_range | (value < F.lit(f.min))

@@ -8,6 +8,7 @@ should hold.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import sys
 import time
@@ -22,9 +23,11 @@ from confluent_kafka import KafkaError, Message, Producer
 from pipelines.config import KafkaSettings
 from pipelines.kafka_admin import client_config, ensure_topic
 
-# What the pipeline does with each kind of event.
-TO_SILVER = ("valid", "late", "out_of_order")
+# What the pipeline does with each kind of event: kinds that carry reasons are quarantined, exact duplicates
+# are counted and dropped, every other kind (valid, late, out_of_order, injected anomalies...) reaches silver.
 EXACT_DUPLICATE = "exact_duplicate"
+TO_SILVER = ("valid", "late", "out_of_order")  # the clickstream kinds that reach silver
+JSON_HEADERS = (("source", b"lakepipe-simulator"), ("content-type", b"application/json"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +60,17 @@ class Tally:
     failed: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    rejected_kinds: set[str] = field(default_factory=set)
 
     def record(self, event: SimEvent) -> None:
         self.sent[event.kind] += 1
         self.reasons.update(event.reasons)
+        if event.reasons:
+            self.rejected_kinds.add(event.kind)
 
     def expected(self) -> dict:
         d = self.delivered
-        silver = sum(d[k] for k in TO_SILVER)
+        silver = sum(n for k, n in d.items() if k not in self.rejected_kinds and k != EXACT_DUPLICATE)
         dups = d[EXACT_DUPLICATE]
         return {
             "bronze": sum(d.values()),
@@ -89,6 +95,17 @@ class Tally:
             "expected": self.expected(),
             "errors": self.errors[:10],
         }
+
+
+def encode(kind: str, key: str | None, payload: dict, reasons: tuple[str, ...] = ()) -> SimEvent:
+    """A JSON event as the simulators send it (compact JSON, the simulator's headers)."""
+    value = json.dumps(payload, separators=(",", ":")).encode()
+    return SimEvent(kind, None if key is None else key.encode(), value, reasons, JSON_HEADERS)
+
+
+def iso_utc(t: dt.datetime) -> str:
+    """ISO-8601 in UTC with milliseconds and Z, as the contracts' timestamps expect."""
+    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class KafkaSink:

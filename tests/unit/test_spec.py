@@ -60,7 +60,7 @@ def change(**edits):
         (change(gold0_function="no_such_module.fn"), "cannot import module 'no_such_module'"),
         (change(gold0_keys=[]), "mode upsert needs keys"),
         (change(gold0_mode="merge"), "mode 'merge' is not one of upsert, append"),
-        (change(gold0_options={"width": "2 minutes"}), "takes no option 'width'"),
+        (change(gold0_options={"width": "2 minutes"}), "takes no argument 'width'"),
         (change(gold0_colour="red"), "unknown key 'gold[0].colour'"),
     ],
 )
