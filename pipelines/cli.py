@@ -192,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="as JSON")
 
     p = add("simulate", _cmd_simulate, "publish simulated events to a pipeline's topic")
-    p.add_argument("pipeline", help="pipeline name; the simulator is chosen by it (clickstream)")
+    p.add_argument("pipeline", help="pipeline name; the simulator is chosen by it (clickstream, iot, payments, customers)")
     how_long = p.add_mutually_exclusive_group()
     how_long.add_argument("--events", type=int, help="how many events to send (default 1000)")
     how_long.add_argument("--seconds", type=float, help="send for this many seconds")
@@ -205,13 +205,18 @@ def _parser() -> argparse.ArgumentParser:
         ("conflicts", "same event_id, other payload"),
         ("malformed", "invalid JSON, wrong types, missing fields, out of range, not in set"),
         ("late", "event_time older than the watermark"),
-        ("out-of-order", "event_time up to 2 minutes back"),
+        ("out-of-order", "events sent after later ones"),
+        ("anomalies", "iot: readings far off the device's normal"),
+        ("stuck", "iot: sensors stuck on one value (per reading)"),
+        ("dropouts", "iot: devices going silent (per reading)"),
+        ("fraud", "payments: fraud incidents started (per transaction)"),
     ):
         p.add_argument(f"--{fault}", type=float, default=0.0, metavar="RATE", help=f"fraction of {text}")
     p.add_argument("--topic", help="topic (default: the pipeline's topic in the conf file)")
     p.add_argument("--out", help="also write the events to this JSON-lines file (for replay)")
     p.add_argument("--replay", help="send the events of a JSON-lines file written with --out instead")
     p.add_argument("--tally-json", help="write what was sent, by kind, and the expected table counts, as JSON")
+    p.add_argument("--truth", help="write the simulator's ground truth (injected fraud, anomalies, silences) as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = add("run", _cmd_run, "run pipelines: bronze, silver and gold, until interrupted or --once")

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from pyspark.sql.streaming.stateful_processor import (
 )
 
 from pipelines.durations import micros
+from pipelines.gold.worker_time import from_ms, to_ms
 
 MEASURES = ("temperature_c", "humidity_pct", "pressure_hpa", "battery_pct")
 CHECKED = ("temperature_c", "humidity_pct", "pressure_hpa")  # battery only ever falls: no z-score for it
@@ -154,14 +154,14 @@ class _SilenceWatch(StatefulProcessor):
         device_id = key[0] if isinstance(key, tuple) else key
         rows = list(rows)
         latest = max(rows, key=lambda r: r.reading_time)
-        last_ms = _ms(latest.reading_time)
+        last_ms = to_ms(latest.reading_time)
         site_id = latest.site_id
         if self.seen.exists():
             prev_site, prev_ms, silent = self.seen.get()
             if prev_ms >= last_ms:
                 last_ms, site_id = prev_ms, prev_site
             if silent:
-                yield Row(device_id=device_id, site_id=site_id, last_seen=_ts(last_ms), detected_at=None, recovered=True)
+                yield Row(device_id=device_id, site_id=site_id, last_seen=from_ms(last_ms), detected_at=None, recovered=True)
         for t in list(self.handle.listTimers()):
             self.handle.deleteTimer(t)
         self.handle.registerTimer(last_ms + self.silence_ms)
@@ -173,8 +173,8 @@ class _SilenceWatch(StatefulProcessor):
         device_id = key[0] if isinstance(key, tuple) else key
         site_id, last_ms, _ = self.seen.get()
         self.seen.update((site_id, last_ms, True))
-        detected = _ts(timerValues.getCurrentWatermarkInMs())
-        yield Row(device_id=device_id, site_id=site_id, last_seen=_ts(last_ms), detected_at=detected, recovered=False)
+        detected = from_ms(timerValues.getCurrentWatermarkInMs())
+        yield Row(device_id=device_id, site_id=site_id, last_seen=from_ms(last_ms), detected_at=detected, recovered=False)
 
     def close(self) -> None:
         pass
@@ -187,12 +187,3 @@ def silent_devices(events: DataFrame, silence: str = "10 minutes") -> DataFrame:
         _SilenceWatch(micros(silence) // 1000), SILENT_SCHEMA, outputMode="Update", timeMode="EventTime"
     )
 
-
-def _ms(t: dt.datetime) -> int:
-    """Epoch ms of a timestamp from Spark (naive, in the Python worker's local time, as PySpark gives it)."""
-    return round(t.timestamp() * 1000)
-
-
-def _ts(ms: int) -> dt.datetime:
-    """The timestamp PySpark reads back as epoch ms `ms` (naive local time)."""
-    return dt.datetime.fromtimestamp(ms / 1000)
