@@ -53,8 +53,11 @@ def unique_topic():
     return f"test.{uuid.uuid4().hex[:10]}"
 
 
-def write_conf(folder: Path, topic: str, env: str = "test", **overrides: str) -> Path:
-    """A conf file for one test: its own lake root and topic, the local broker, fast triggers."""
+def write_conf(folder: Path, topic: str, env: str = "test", topics: dict[str, str] | None = None, **overrides: str) -> Path:
+    """A conf file for one test: its own lake root and topic, the local broker, fast triggers.
+
+    `topic` is clickstream's; `topics` gives other pipelines theirs.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     values = {
         "bootstrap": "localhost:9092",
@@ -81,8 +84,19 @@ pipelines:
   clickstream:
     topic: {topic}
 """
+        + "".join(f"  {name}:\n    topic: {t}\n" for name, t in (topics or {}).items())
     )
     return folder
+
+
+@pytest.fixture
+def domain_settings(tmp_path, kafka):
+    """Settings for a test of several pipelines: a fresh lake and a new topic for every pipeline."""
+    from pipelines.config import load_settings
+
+    suffix = uuid.uuid4().hex[:10]
+    topics = {name: f"test.{name}.{suffix}" for name in ("iot", "payments", "customers")}
+    return load_settings("test", write_conf(tmp_path / "conf", f"test.clickstream.{suffix}", topics=topics))
 
 
 @pytest.fixture

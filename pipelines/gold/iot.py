@@ -1,10 +1,12 @@
 """IoT gold: per-device and per-site statistics, anomalies, and devices gone silent.
 
 - `device_stats` / `site_stats`: count, avg, min, max and approximate p95 of each measure per window.
-- `anomalies`: per device, a reading whose value is more than `threshold` standard deviations from the mean of
-  the device's previous `history` readings (a z-score over a rolling window of readings, computed once there
-  are `min_history` of them), and a sensor stuck on one value for `stuck_after` readings in a row (reported
-  once per stuck run). Readings are taken in event-time order within a micro-batch, then in arrival order.
+- `anomalies`: per device, a reading more than `threshold` standard deviations from the mean of the device's
+  last `history` normal readings (a z-score over a rolling window, computed once there are `min_history`
+  of them). Anomalous readings stay out of the window, so one spike does not hide the next; if
+  `min_history` readings in a row are anomalous, the level has moved and the window restarts from them.
+  A sensor stuck on one value for `stuck_after` readings in a row is reported once per stuck run.
+  Readings are taken in event-time order within a micro-batch, then in arrival order.
 - `silent_devices`: devices that sent nothing for `silence` of event time, found with an event-time timer
   (transformWithState, RocksDB state store) once the watermark passes; a device that speaks again is
   reported `recovered`, which the upsert turns into a delete, so the table lists the devices silent now.
@@ -78,25 +80,34 @@ class AnomalyRules:
 def detect(state: dict, readings: list[dict], rules: AnomalyRules) -> tuple[dict, list[dict]]:
     """Run the anomaly rules over `readings` (in order) from `state`; the new state and the anomalies (pure).
 
-    `state` maps each checked measure to {"recent": [last values], "stuck": [value, run length]}.
+    `state` maps each checked measure to {"recent": [normal values], "outliers": [anomalous values in a
+    row], "stuck": [value, run length]}.
     """
-    state = {m: {"recent": list(s["recent"]), "stuck": list(s["stuck"])} for m, s in state.items()}
+    state = {m: {k: list(v) for k, v in s.items()} for m, s in state.items()}
     found = []
     for r in readings:
         for m in CHECKED:
             x = r[m]
-            s = state.setdefault(m, {"recent": [], "stuck": [None, 0]})
+            s = state.setdefault(m, {"recent": [], "outliers": [], "stuck": [None, 0]})
             recent = s["recent"]
+            outlier = False
             if len(recent) >= rules.min_history:
                 mean = sum(recent) / len(recent)
                 std = math.sqrt(sum((v - mean) ** 2 for v in recent) / len(recent))
-                if std > 0 and abs(x - mean) / std > rules.threshold:
+                outlier = std > 0 and abs(x - mean) / std > rules.threshold
+                if outlier:
                     found.append(_anomaly(r, m, "zscore", (x - mean) / std, mean, std))
             run = s["stuck"][1] + 1 if s["stuck"][0] == x else 1
             s["stuck"] = [x, run]
             if run == rules.stuck_after:
                 found.append(_anomaly(r, m, "stuck", float(run), x, 0.0))
-            recent.append(x)
+            if not outlier:
+                s["outliers"] = []
+                recent.append(x)
+            else:
+                s["outliers"].append(x)
+                if len(s["outliers"]) >= rules.min_history:  # not a spike: the level moved
+                    recent[:], s["outliers"] = s["outliers"], []
             del recent[: -rules.history]
     return state, found
 

@@ -62,6 +62,13 @@ def change(**edits):
         (change(gold0_mode="merge"), "mode 'merge' is not one of upsert, append"),
         (change(gold0_options={"width": "2 minutes"}), "takes no argument 'width'"),
         (change(gold0_colour="red"), "unknown key 'gold[0].colour'"),
+        (change(gold0_mode="rebuild", gold0_delete_flag=None), "mode rebuild needs exactly one key"),
+        (change(gold0_lookups={"history": "customers.customers_history"}), "apply to mode rebuild only"),
+        (change(gold0_mode="rebuild", gold0_keys=["event_date"], gold0_lookups={"h": "customers_history"}),
+         "lookup 'h' must be <pipeline>.<table>"),
+        (change(gold0_mode="rebuild", gold0_keys=["event_date"], gold0_lookups={"h": "customers.customers_history"}),
+         "takes no argument 'h'"),
+        (change(gold0_layer="platinum"), "layer 'platinum' is not one of silver, gold"),
     ],
 )
 def test_spec_mistakes_are_named(tmp_path, spec, message):
@@ -70,6 +77,25 @@ def test_spec_mistakes_are_named(tmp_path, spec, message):
         resolve_spec(path, CONTRACTS)
     assert message in str(err.value)
     assert str(path) in str(err.value)
+
+
+def test_lookups_must_name_a_pipeline_and_a_table_that_exist(tmp_path):
+    from pipelines.config import load_settings
+    from pipelines.runner import load_pipeline
+
+    specs = tmp_path / "specs"
+    customers = yaml.safe_load((SPECS / "customers.yaml").read_text())
+    write(specs, good())
+    (tmp_path / "v.yaml").write_text(f"schemas_dir: {CONTRACTS}\nspecs_dir: {specs}\n")
+    settings = load_settings("v", tmp_path)
+    customers["gold"][2]["lookups"] = {"history": "customers.customer_history"}
+    write(specs, customers, name="customers")
+    with pytest.raises(ConfigError, match=r"customers.yaml: key 'gold\[2\].lookups.history' names 'customers.customer_history', which is no table"):
+        load_pipeline(settings, "customers")
+    customers["gold"][2]["source"] = "clicks"
+    write(specs, customers, name="customers")
+    with pytest.raises(ConfigError, match=r"key 'gold\[2\].source' names pipeline 'clicks', which has no spec"):
+        load_pipeline(settings, "customers")
 
 
 def test_validate_command_reports_each_spec(tmp_path):
