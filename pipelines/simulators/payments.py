@@ -76,6 +76,7 @@ class PaymentsGenerator:
             self._schedule(self.start.timestamp() + rng.expovariate(1 / self.mean_gap), ("normal", i))
         self.recent: list[SimEvent] = []
         self.incidents: list[dict] = []
+        self._sent_fraud: set[str] = set()
         self._serial = 0
 
     def events(self) -> Iterator[SimEvent]:
@@ -83,7 +84,10 @@ class PaymentsGenerator:
             yield self.next_event()
 
     def ground_truth(self) -> dict:
-        return {"incidents": self.incidents}
+        """The incidents whose transactions have all been generated (one cut short by the end of a run is not
+        in it: its remaining transactions were never sent)."""
+        done = [i for i in self.incidents if all(t in self._sent_fraud for t in i["txn_ids"])]
+        return {"incidents": done, "unfinished": len(self.incidents) - len(done)}
 
     def next_event(self) -> SimEvent:
         f = self.faults
@@ -102,6 +106,7 @@ class PaymentsGenerator:
             event = encode("valid", None, self._normal(acc, t))
         else:
             event = encode(job[0], None, job[1])
+            self._sent_fraud.add(job[1]["txn_id"])
         event = SimEvent(event.kind, json.loads(event.value)["card_id"].encode(), event.value, (), event.headers)
         self.recent.append(event)
         if len(self.recent) > 500:
