@@ -153,10 +153,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipelines import kafka_admin
-    from pipelines.demo import run_demo
+    from pipelines.demo import reset, run_demo
     from pipelines.session import get_spark, stop_spark
-
-    from pipelines.demo import reset
 
     settings = _settings(args)
     kafka_admin.list_topics(settings.kafka)  # one clear line if the broker is down
@@ -168,7 +166,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     finally:
         stop_spark(spark)
     env = f" --env {settings.env}" if settings.env != "local" else ""
-    print(f"\nexplore: lakepipe tables{env} | lakepipe show clickstream_sessions{env} | lakepipe run clickstream{env}")
+    print(f"\nexplore: lakepipe tables{env} | lakepipe show payments_fraud_alerts{env} | lakepipe run --all{env}")
     return 0
 
 
@@ -225,8 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="process what is available now, then exit")
     p.add_argument("--metrics-json", help="write per-query metrics (rows, batches, late rows) as JSON")
 
-    p = add("demo", _cmd_demo, "simulate traffic with faults, run the clickstream pipeline, print a summary")
-    p.add_argument("--events", type=int, default=3000, help="events in the first wave (default 3000)")
+    p = add("demo", _cmd_demo, "simulate all four domains with faults, run every pipeline, summarise each domain")
+    p.add_argument("--events", type=int, default=3000, help="events per domain in the first wave (default 3000)")
     p.add_argument("--fresh", action="store_true", help="delete this environment's topic and lake folder first")
 
     add("validate", _cmd_validate, "check every pipeline spec, contract and gold function (no Spark streams)")
