@@ -12,7 +12,8 @@ from pipelines.runner import load_pipeline
 
 
 def known_tables(settings: Settings) -> list[Table]:
-    return [t for name in settings.pipeline_names() for t in load_pipeline(settings, name).layout.tables]
+    tables = {t.name: t for name in settings.pipeline_names() for t in load_pipeline(settings, name).layout.tables}
+    return list(tables.values())
 
 
 def list_tables(spark: SparkSession, settings: Settings) -> list[dict]:

@@ -112,7 +112,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         else:
             p = load_pipeline(settings, name)
             gold = ", ".join(g.name for g in p.spec.gold) or "none"
-            print(f"ok   {name}: topic {p.topic}, contract {p.spec.contract} ({len(p.contract.fields)} fields), gold: {gold}")
+            quality = (f", quality: {len(p.suite.row_rules)} row rules, {len(p.suite.batch_rules)} batch rules"
+                       if p.suite else "")  # fmt: skip
+            print(f"ok   {name}: topic {p.topic}, contract {p.spec.contract} ({len(p.contract.fields)} fields), "
+                  f"gold: {gold}{quality}")  # fmt: skip
     if not results:
         print(f"no pipeline specs in {settings.specs_dir}")
     return 2 if any(results.values()) or not results else 0
@@ -227,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=3000, help="events per domain in the first wave (default 3000)")
     p.add_argument("--fresh", action="store_true", help="delete this environment's topic and lake folder first")
 
-    add("validate", _cmd_validate, "check every pipeline spec, contract and gold function (no Spark streams)")
+    add("validate", _cmd_validate, "check every pipeline spec, contract, quality suite and gold function (no Spark streams)")
 
     p = add("tables", _cmd_tables, "list every table: name, layer, row count, location")
     p.add_argument("--json", action="store_true", help="as JSON: a list of {name, layer, location, rows}")

@@ -23,17 +23,19 @@ def is_delta_table(spark: SparkSession, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
 
 
-def append_once(df: DataFrame, path: str, app_id: str, version: int) -> None:
+def append_once(df: DataFrame, path: str, app_id: str, version: int, merge_schema: bool = False) -> None:
     """Append `df` to the Delta table at `path` exactly once for (app_id, version).
 
     Delta records the highest version committed per app id in the table's log and skips a write whose
     version is not higher, so a micro-batch that is re-run after a crash does not append twice.
+    `merge_schema` lets a table made by an older lakepipe gain the columns added since.
     """
     (
         df.write.format("delta")
         .mode("append")
         .option("txnAppId", app_id)
         .option("txnVersion", version)
+        .option("mergeSchema", str(merge_schema).lower())
         .save(path)
     )
 

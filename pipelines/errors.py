@@ -39,3 +39,7 @@ class PipelineFailedError(LakepipeError):
 
 class TableNotFoundError(LakepipeError):
     """A table name that lakepipe does not know, or that has not been written yet."""
+
+
+class QualityFailedError(LakepipeError):
+    """A data-quality rule with action `fail` was broken; the message names it and shows offending rows."""

@@ -26,10 +26,11 @@ class PipelineLayout:
     batches: Table
     gold: tuple[Table, ...]
     checkpoints: str
+    quality: Table  # shared by every pipeline of the environment
 
     @property
     def tables(self) -> tuple[Table, ...]:
-        return (self.bronze, self.silver, self.quarantine, *self.gold, self.batches)
+        return (self.bronze, self.silver, self.quarantine, *self.gold, self.batches, self.quality)
 
     def checkpoint(self, query: str) -> str:
         return f"{self.checkpoints}/{query}"
@@ -60,4 +61,5 @@ def pipeline_layout(
         batches=table(f"{pipeline}_silver_batches", "audit"),
         gold=tuple(table(name, layer) for name, layer in gold),
         checkpoints=f"{settings.checkpoints_root}/{pipeline}",
+        quality=Table("quality_results", "audit", "*", f"{settings.tables_root}/audit/quality_results"),
     )

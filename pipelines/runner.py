@@ -27,6 +27,7 @@ from pipelines.contract import Contract
 from pipelines.delta_io import ensure_table, upsert_nonempty
 from pipelines.errors import ConfigError, PipelineFailedError
 from pipelines.layout import PipelineLayout, pipeline_layout
+from pipelines.quality.suite import QualitySuite
 from pipelines.rebuild import RebuildWriter
 from pipelines.silver import ensure_silver_tables, start_silver
 from pipelines.spec import GoldSpec, PipelineSpec, load_spec, resolve_spec
@@ -43,6 +44,7 @@ class Pipeline:
     watermark: str
     layout: PipelineLayout
     sources: Mapping[str, PipelineLayout]  # rebuild outputs: gold name -> layout of the pipeline read
+    suite: QualitySuite | None = None
 
     @property
     def name(self) -> str:
@@ -110,7 +112,7 @@ def load_pipeline(settings: Settings, name: str) -> Pipeline:
         for arg, ref in g.lookups.items():
             if sources[f"{g.name}:{ref.split('.')[0]}"].table(ref.split(".")[1]) is None:
                 raise ConfigError(f"{resolved.source}: key 'gold[{i}].lookups.{arg}' names '{ref}', which is no table")
-    return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout, sources)
+    return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout, sources, resolved.suite)
 
 
 def layout_of(settings: Settings, spec: PipelineSpec) -> PipelineLayout:
@@ -187,7 +189,7 @@ def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict)
 
 
 def _silver(spark: SparkSession, p: Pipeline, trigger: dict) -> StreamingQuery:
-    return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver")
+    return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite)
 
 
 def _gold(spark: SparkSession, p: Pipeline, g: GoldSpec, trigger: dict) -> StreamingQuery:

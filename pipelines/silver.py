@@ -1,14 +1,17 @@
 """Silver: bronze records parsed against the contract, deduplicated, and split from the rejects.
 
-Each micro-batch of bronze is parsed (`pipelines.validation`), then every record gets one outcome:
+Each micro-batch of bronze is parsed (`pipelines.validation`) and checked against the row-level rules of the
+pipeline's expectation suite (`pipelines.quality`), then every record gets one outcome:
 - `silver`: valid, and the first time its dedup key is seen (silver itself is the dedup state, so a
   re-send is caught whatever its delay, across restarts and replays);
 - `exact_duplicate`: the same key with the same payload as the first copy: counted, not stored again;
-- `quarantine`: invalid (with every reason), or the same key with a different payload
-  (`duplicate_conflict`; the first copy wins: the one already in silver, else the earliest by Kafka
-  timestamp, partition and offset).
-The three writes of a batch (audit row, quarantine, silver) are idempotent Delta appends keyed by the
-query's id and the batch id, so a batch re-run after a crash writes nothing twice.
+- `quarantine`: invalid (with every reason: contract codes and quarantine rules' names), or the same key
+  with a different payload (`duplicate_conflict`; the first copy wins: the one already in silver, else the
+  earliest by Kafka timestamp, partition and offset);
+- `dropped`: valid but broken a rule whose action is `drop`: counted, not stored.
+A broken `fail` rule (row or batch level) stops the query before anything of the batch is written except its
+quality results. The writes of a batch (quality results, audit row, quarantine, silver) are idempotent Delta
+appends keyed by the query's id and the batch id, so a batch re-run after a crash writes nothing twice.
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.contract import Contract
 from pipelines.delta_io import append_once, checkpoint_query_id, ensure_table
+from pipelines.errors import QualityFailedError
 from pipelines.layout import PipelineLayout
+from pipelines.quality.batch_rules import BatchValidator
+from pipelines.quality.results import QUALITY_SCHEMA, ResultRow, results_frame, row_rule_success
+from pipelines.quality.row_rules import DROPPED, FAILED, WARNINGS, apply_row_rules
+from pipelines.quality.suite import QualitySuite
 from pipelines.spec import PipelineSpec
 from pipelines.validation import parse_records
 
-SILVER, QUARANTINE, EXACT_DUPLICATE = "silver", "quarantine", "exact_duplicate"
+SILVER, QUARANTINE, EXACT_DUPLICATE, DROPPED_OUTCOME = "silver", "quarantine", "exact_duplicate", "dropped"
+OUTCOMES = (SILVER, QUARANTINE, EXACT_DUPLICATE, DROPPED_OUTCOME)
 OUTCOME = "_outcome"
 LINEAGE = (
     T.StructField("topic", T.StringType()),
@@ -42,6 +51,7 @@ def silver_schema(contract: Contract) -> T.StructType:
             T.StructField("extra", T.StringType()),
             *LINEAGE,
             T.StructField("payload_hash", T.StringType()),
+            T.StructField("warnings", T.ArrayType(T.StringType())),  # warn rules this row broke
             T.StructField("silver_time", T.TimestampType()),
             T.StructField("event_date", T.DateType()),
         ]
@@ -71,6 +81,7 @@ BATCHES_SCHEMA = T.StructType(
         T.StructField("silver_records", T.LongType()),
         T.StructField("quarantined_records", T.LongType()),
         T.StructField("exact_duplicates", T.LongType()),
+        T.StructField("dropped_records", T.LongType()),
         T.StructField("processed_at", T.TimestampType()),
     ]
 )
@@ -105,6 +116,22 @@ def classify(parsed: DataFrame, existing: DataFrame, dedup_key: str) -> DataFram
     return joined.withColumn(OUTCOME, outcome).withColumn("reasons", reasons).select(*parsed.columns, OUTCOME)
 
 
+def validate(raw: DataFrame, contract: Contract, suite: QualitySuite | None) -> DataFrame:
+    """Parse raw records against the contract and apply the suite's row-level rules, in one pass (pure)."""
+    parsed = parse_records(raw, contract)
+    if suite is not None:
+        return apply_row_rules(parsed, suite.row_rules)
+    empty = F.array().cast("array<string>")
+    return parsed.withColumn(WARNINGS, empty).withColumn(DROPPED, empty).withColumn(FAILED, empty)
+
+
+def classify_validated(validated: DataFrame, existing: DataFrame, dedup_key: str) -> DataFrame:
+    """`classify`, then valid first copies broken by a `drop` rule become `dropped` (pure)."""
+    out = classify(validated, existing, dedup_key)
+    dropped = (F.col(OUTCOME) == SILVER) & (F.size(DROPPED) > 0)
+    return out.withColumn(OUTCOME, F.when(dropped, F.lit(DROPPED_OUTCOME)).otherwise(F.col(OUTCOME)))
+
+
 def to_silver_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec) -> DataFrame:
     rows = classified.where(F.col(OUTCOME) == SILVER).withColumn("silver_time", F.current_timestamp())
     rows = rows.withColumn("event_date", F.to_date(spec.event_time))
@@ -122,57 +149,116 @@ def to_quarantine_rows(classified: DataFrame, contract: Contract, spec: Pipeline
 class SilverBatchWriter:
     """The foreachBatch function of the silver query."""
 
-    def __init__(self, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, checkpoint: str) -> None:
+    def __init__(
+        self, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, checkpoint: str,
+        suite: QualitySuite | None = None, query_name: str = "",
+    ) -> None:  # fmt: skip
         self.contract = contract
         self.spec = spec
         self.layout = layout
         self.checkpoint = checkpoint
-        self._app_id: str | None = None
+        self.suite = suite
+        self.query_name = query_name
+        self.validator = BatchValidator(suite) if suite is not None else None
+        self._query_id: str | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
-        if self._app_id is None:
-            self._app_id = f"silver-{checkpoint_query_id(spark, self.checkpoint)}"
+        if self._query_id is None:
+            self._query_id = checkpoint_query_id(spark, self.checkpoint)
+        app_id = f"silver-{self._query_id}"
         key = self.spec.dedup_key
         existing = spark.read.format("delta").load(self.layout.silver.path).select(key, "payload_hash")
-        classified = classify(parse_records(batch, self.contract), existing, key)
+        classified = classify_validated(validate(batch, self.contract, self.suite), existing, key)
         classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            counts = {r[OUTCOME]: r["count"] for r in classified.groupBy(OUTCOME).count().collect()}
-            audit = spark.createDataFrame(
-                [
-                    (
-                        self._app_id, batch_id, sum(counts.values()), counts.get(SILVER, 0),
-                        counts.get(QUARANTINE, 0), counts.get(EXACT_DUPLICATE, 0),
-                    )
-                ],  # fmt: skip
-                "query_id string, batch_id long, bronze_records long, silver_records long, "
-                "quarantined_records long, exact_duplicates long",
-            ).withColumn("processed_at", F.current_timestamp())
-            append_once(audit, self.layout.batches.path, self._app_id, batch_id)
-            quarantined = to_quarantine_rows(classified, self.contract, self.spec)
-            append_once(quarantined, self.layout.quarantine.path, self._app_id, batch_id)
+            counts, rule_counts, checked = self._count(classified)
             silver = to_silver_rows(classified, self.contract, self.spec)
-            append_once(silver, self.layout.silver.path, self._app_id, batch_id)
+            failures = self._check_quality(spark, classified, silver, batch_id, rule_counts, checked)
+            if failures:
+                raise QualityFailedError(f"{self.spec.name} silver batch {batch_id}: " + "; ".join(failures))
+            audit = spark.createDataFrame(
+                [(app_id, batch_id, sum(counts.values()), *[counts[o] for o in OUTCOMES])],
+                "query_id string, batch_id long, bronze_records long, silver_records long, "
+                "quarantined_records long, exact_duplicates long, dropped_records long",
+            ).withColumn("processed_at", F.current_timestamp())
+            append_once(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True)
+            quarantined = to_quarantine_rows(classified, self.contract, self.spec)
+            append_once(quarantined, self.layout.quarantine.path, app_id, batch_id)
+            append_once(silver, self.layout.silver.path, app_id, batch_id, merge_schema=True)
         finally:
             classified.unpersist()
+
+    def _count(self, classified: DataFrame) -> tuple[dict[str, int], list[int], int]:
+        """Rows per outcome, rows breaking each row rule, and rows the rules were checked on: one pass."""
+        rules = self.suite.row_rules if self.suite else ()
+        column = {"quarantine": "reasons", "warn": WARNINGS, "drop": DROPPED, "fail": FAILED}
+        aggs = [F.count(F.when(F.col(OUTCOME) == o, 1)).alias(o) for o in OUTCOMES]
+        aggs += [F.count(F.when(F.array_contains(column[r.action], r.name), 1)).alias(f"_r{i}") for i, r in enumerate(rules)]
+        parsed = ~F.array_contains("reasons", "invalid_json") & ~F.array_contains("reasons", "not_an_object")
+        row = classified.agg(*aggs, F.count(F.when(parsed, 1)).alias("_checked")).first()
+        return {o: row[o] for o in OUTCOMES}, [row[f"_r{i}"] for i in range(len(rules))], row["_checked"]
+
+    def _check_quality(
+        self, spark, classified: DataFrame, silver: DataFrame, batch_id: int, rule_counts: list[int], checked: int
+    ) -> list[str]:
+        """Record this batch's quality results (once) and return a message per broken `fail` rule."""
+        if self.suite is None:
+            return []
+        results = [
+            ResultRow(r.name, r.type, r.action, row_rule_success(n, checked, r.kwargs.get("mostly")), checked, n,
+                      None if not checked else str(round(n / checked, 6)))
+            for r, n in zip(self.suite.row_rules, rule_counts)
+        ]  # fmt: skip
+        failures = [self._row_failure(classified, r.name, n) for r, n in zip(self.suite.row_rules, rule_counts)
+                    if r.action == "fail" and n]  # fmt: skip
+        if self.suite.batch_rules and batch_id % self.spec.quality.batch_every == 0:
+            for b in self.validator.validate(silver):
+                results.append(ResultRow(b.rule.name, b.rule.type, b.rule.action, b.success, b.element_count,
+                                         b.unexpected_count, b.observed_value))  # fmt: skip
+                if b.rule.action == "fail" and not b.success:
+                    failures.append(f"quality rule '{b.rule.name}' ({b.rule.type}) failed: observed {b.observed_value}")
+        frame = results_frame(spark, self.spec.name, self.layout.silver.name, self._query_id, self._run_id(spark),
+                              batch_id, results)  # fmt: skip
+        append_once(frame, self.layout.quality.path, f"quality-{self._query_id}", batch_id)
+        return failures
+
+    def _row_failure(self, classified: DataFrame, rule: str, broken: int) -> str:
+        rows = (
+            classified.where(F.array_contains(FAILED, rule))
+            .orderBy("partition", "offset")
+            .select("topic", "partition", "offset", F.substring(F.col("value").cast("string"), 1, 120).alias("v"))
+            .limit(5)
+            .collect()
+        )
+        shown = ", ".join(f"{r.topic}/{r.partition}/{r.offset} {r.v!r}" for r in rows)
+        return f"quality rule '{rule}' (action fail) broken by {broken} rows; first {len(rows)}: {shown}"
+
+    def _run_id(self, spark: SparkSession) -> str:
+        """The run id of this query's current run (a restart gets a new one)."""
+        for q in spark.streams.active:
+            if q.name == self.query_name:
+                return str(q.runId)
+        return spark.sparkContext.applicationId
 
 
 def ensure_silver_tables(spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout) -> None:
     ensure_table(spark, layout.silver.path, silver_schema(contract), spec.partition_by)
     ensure_table(spark, layout.quarantine.path, quarantine_schema(contract, spec))
     ensure_table(spark, layout.batches.path, BATCHES_SCHEMA)
+    ensure_table(spark, layout.quality.path, QUALITY_SCHEMA)
 
 
 def start_silver(
-    spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, trigger: dict, name: str
-) -> StreamingQuery:
+    spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, trigger: dict, name: str,
+    suite: QualitySuite | None = None,
+) -> StreamingQuery:  # fmt: skip
     checkpoint = layout.checkpoint("silver")
     return (
         spark.readStream.format("delta")
         .load(layout.bronze.path)
         .writeStream.queryName(name)
-        .foreachBatch(SilverBatchWriter(contract, spec, layout, checkpoint))
+        .foreachBatch(SilverBatchWriter(contract, spec, layout, checkpoint, suite, name))
         .option("checkpointLocation", checkpoint)
         .trigger(**trigger)
         .start()

@@ -17,11 +17,13 @@ from pathlib import Path
 from pipelines import durations
 from pipelines.contract import Contract, load_contract
 from pipelines.errors import ConfigError
+from pipelines.quality.suite import QualitySuite, load_suite
 from pipelines.typed_config import load_typed
 
 GOLD_MODES = ("upsert", "append", "rebuild")
 LAYERS = ("silver", "gold")
 DERIVED_SILVER_COLUMNS = ("event_date",)  # computed by silver from the event-time column
+SILVER_EXTRA_COLUMNS = ("extra", "topic", "partition", "offset", "kafka_timestamp")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,18 @@ class GoldSpec:
 
 
 @dataclass(frozen=True)
+class QualitySpec:
+    """The expectation suite of the pipeline's silver table, and how often its batch-level rules run."""
+
+    suite: str  # relative to the schemas folder, e.g. clickstream/expectations.json
+    batch_every: int = 1  # run batch-level expectations on every Nth micro-batch
+
+    def __post_init__(self) -> None:
+        if self.batch_every < 1:
+            raise ValueError("quality.batch_every must be at least 1")
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     name: str
     topic: str
@@ -82,6 +96,7 @@ class PipelineSpec:
     watermark: str | None = None  # default: the environment's streaming.watermark
     partition_by: tuple[str, ...] = ("event_date",)
     gold: tuple[GoldSpec, ...] = ()
+    quality: QualitySpec | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -101,6 +116,7 @@ class ResolvedSpec:
     contract: Contract
     functions: Mapping[str, Callable]
     source: Path
+    suite: QualitySuite | None = None
 
 
 def load_spec(path: Path) -> PipelineSpec:
@@ -131,7 +147,21 @@ def resolve_spec(path: Path, schemas_dir: Path) -> ResolvedSpec:
         if col not in fields and col not in DERIVED_SILVER_COLUMNS:
             raise ConfigError(f"{path}: key 'partition_by' names '{col}', which is not a silver column")
     functions = {g.name: _import_function(path, i, g) for i, g in enumerate(spec.gold)}
-    return ResolvedSpec(spec, contract, functions, path)
+    suite = _load_suite(path, spec, contract, schemas_dir) if spec.quality else None
+    return ResolvedSpec(spec, contract, functions, path, suite)
+
+
+def _load_suite(path: Path, spec: PipelineSpec, contract: Contract, schemas_dir: Path) -> QualitySuite:
+    suite_file = schemas_dir / spec.quality.suite
+    if not suite_file.is_file():
+        raise ConfigError(f"{path}: key 'quality.suite' names {suite_file}, which does not exist")
+    suite = load_suite(suite_file)
+    columns = {*contract.field_names, *DERIVED_SILVER_COLUMNS, *SILVER_EXTRA_COLUMNS}
+    for rule in suite.rules:
+        for column in rule.columns:
+            if column not in columns:
+                raise ConfigError(f"{suite_file}: rule '{rule.name}' names column '{column}', which silver does not have")
+    return suite
 
 
 def _import_function(path: Path, index: int, g: GoldSpec) -> Callable:

@@ -1,0 +1,1 @@
+"""Data quality: expectation suites (Great Expectations 1.x JSON) with actions, row rules, batch rules, results."""
