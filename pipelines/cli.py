@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pipelines.errors import LakepipeError
 
@@ -154,6 +155,89 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_of(settings, table: str):  # noqa: ANN001, ANN202
+    """The pipeline named `table`, or owning the silver or quarantine table `table`."""
+    from pipelines.errors import TableNotFoundError
+    from pipelines.runner import load_pipeline
+
+    for name in settings.pipeline_names():
+        p = load_pipeline(settings, name)
+        if table in (name, p.layout.silver.name, p.layout.quarantine.name):
+            return p
+    raise TableNotFoundError(f"no pipeline, silver or quarantine table named '{table}' (`lakepipe tables` lists them)")
+
+
+def _cmd_quality(args: argparse.Namespace) -> int:
+    from pipelines import durations
+    from pipelines.delta_io import is_delta_table
+    from pipelines.errors import TableNotFoundError
+    from pipelines.quality.report import build_docs, recorded, summary
+    from pipelines.runner import load_pipeline
+    from pipelines.session import get_spark, stop_spark
+
+    settings = _settings(args)
+    table = _pipeline_of(settings, args.table).layout.silver.name if args.table else None
+    since = durations.seconds(args.since) if args.since else None
+    pipelines = [load_pipeline(settings, n) for n in settings.pipeline_names()]
+    path = pipelines[0].layout.quality.path if pipelines else None
+    spark = get_spark(settings.spark, "lakepipe-quality")
+    try:
+        if path is None or not is_delta_table(spark, path):
+            raise TableNotFoundError("no quality results yet: run a pipeline first (`lakepipe run NAME --once`)")
+        results = recorded(spark, path, table, since)
+        if args.docs:
+            suites = {p.layout.silver.name: p.suite for p in pipelines if p.suite}
+            index = build_docs(results, suites, Path(args.docs))
+            print(f"Data Docs: {index}")
+            return 0
+        rows = summary(results)
+    finally:
+        stop_spark(spark)
+    if not rows:
+        print("no quality results" + (f" in the last {args.since}" if args.since else ""))
+        return 0
+    print(f"{'table':<24} {'rule':<26} {'action':<10} {'batches':>7} {'checked':>9} {'failing':>8} {'failed':>6}  trend")
+    for r in rows:
+        checked = "-" if r["rows_checked"] is None else r["rows_checked"]
+        failing = "-" if r["rows_failing"] is None else r["rows_failing"]
+        print(f"{r['table']:<24} {r['expectation']:<26} {r['action']:<10} {r['batches']:>7} {checked:>9} "
+              f"{failing:>8} {r['failed_batches']:>6}  {r['trend']}")  # fmt: skip
+    return 0
+
+
+def _cmd_quarantine(args: argparse.Namespace) -> int:
+    from pyspark.sql import functions as F
+
+    from pipelines.quarantine import pending, reason_counts, replay
+    from pipelines.session import get_spark, stop_spark
+
+    settings = _settings(args)
+    p = _pipeline_of(settings, args.table)
+    spark = get_spark(settings.spark, "lakepipe-quarantine")
+    try:
+        if args.action == "list":
+            rows = pending(spark, p.layout.quarantine.path, args.reason, args.since)
+            counts = reason_counts(rows)
+            print(f"{p.layout.quarantine.name}: {rows.count()} rows not replayed" + (f" with {args.reason}" if args.reason else ""))
+            for reason, n in counts:
+                print(f"  {reason:<32} {n:>8}")
+            sample = rows.orderBy("quarantined_at", "partition", "offset").limit(args.rows).select(
+                "topic", "partition", "offset", "reasons", F.substring(F.col("value").cast("string"), 1, 100).alias("value")
+            )  # fmt: skip
+            for r in sample.collect():
+                print(f"  {r.topic}/{r.partition}/{r.offset}  {','.join(r.reasons)}  {r.value!r}")
+            return 0
+        result = replay(spark, p, args.reason, args.since)
+    finally:
+        stop_spark(spark)
+    if result.replay_id is None:
+        print("nothing to replay: no quarantined rows match (or all were replayed already)")
+        return 0
+    print(f"{result.replay_id}: {result.selected} rows re-validated; {result.to_silver} now in silver, "
+          f"{result.already_in_silver} were in silver already, {result.still_failing} still fail (new reasons kept)")  # fmt: skip
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipelines import kafka_admin
     from pipelines.demo import reset, run_demo
@@ -231,6 +315,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="delete this environment's topic and lake folder first")
 
     add("validate", _cmd_validate, "check every pipeline spec, contract, quality suite and gold function (no Spark streams)")
+
+    p = add("quality", _cmd_quality, "summary per quality rule from quality_results, or Great Expectations Data Docs")
+    p.add_argument("table", nargs="?", help="a pipeline or its silver table (default: all)")
+    p.add_argument("--since", help="only results of the last DURATION, e.g. '2 hours'")
+    p.add_argument("--docs", metavar="DIR", help="build Great Expectations Data Docs (HTML) into DIR instead")
+
+    p = add("quarantine", _cmd_quarantine, "list quarantined rows, or replay them after a fix")
+    p.add_argument("action", choices=("list", "replay"))
+    p.add_argument("table", help="a pipeline, or its silver or quarantine table")
+    p.add_argument("--reason", help="only rows with this reason code")
+    p.add_argument("--since", help="only rows quarantined since this time (ISO-8601)")
+    p.add_argument("-n", "--rows", type=int, default=10, help="list: rows to show (default 10)")
 
     p = add("tables", _cmd_tables, "list every table: name, layer, row count, location")
     p.add_argument("--json", action="store_true", help="as JSON: a list of {name, layer, location, rows}")
