@@ -2,13 +2,14 @@
 
 `replay` re-validates the selected quarantined rows (not yet replayed) against the current contract and
 suite. Rows that now pass enter silver (and so gold) exactly once and are marked with the replay's id; rows
-that still fail stay, with their new reasons. The replay id is derived from the selection, the silver append
+that still fail stay, with their new reasons. The replay id is derived from the selection, the contract and the suite; the silver append
 is idempotent for that id (Delta txnAppId), and silver deduplicates by key anyway, so replaying the same
 selection twice, or again after a replay was killed half-way, adds nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -60,7 +61,7 @@ def replay(spark: SparkSession, pipeline, reason: str | None = None, since: str 
         ).first()  # fmt: skip
         if digest.n == 0:
             return ReplayResult(None, 0, 0, 0, 0)
-        replay_id = f"replay-{digest.h[:16]}"
+        replay_id = f"replay-{_replay_digest(digest.h, pipeline)}"
         existing = spark.read.format("delta").load(layout.silver.path).select(spec.dedup_key, "payload_hash")
         classified = classify_validated(validate(selected, pipeline.contract, pipeline.suite), existing, spec.dedup_key)
         failed = F.concat(F.col("reasons"), F.col(DROPPED), F.col(FAILED))
@@ -69,14 +70,24 @@ def replay(spark: SparkSession, pipeline, reason: str | None = None, since: str 
         ).persist(StorageLevel.MEMORY_AND_DISK)  # fmt: skip
         try:
             counts = {r[OUTCOME]: r["count"] for r in classified.groupBy(OUTCOME).count().collect()}
-            silver = to_silver_rows(classified, pipeline.contract, spec)
-            append_once(silver, layout.silver.path, replay_id, 0, merge_schema=True)
+            if counts.get(SILVER):
+                silver = to_silver_rows(classified, pipeline.contract, spec)
+                append_once(silver, layout.silver.path, replay_id, 0, merge_schema=True)
             mark(spark, layout.quarantine.path, classified, replay_id)
         finally:
             classified.unpersist()
         return ReplayResult(replay_id, digest.n, counts.get(SILVER, 0), counts.get(EXACT_DUPLICATE, 0), counts.get(QUARANTINE, 0))
     finally:
         selected.unpersist()
+
+
+def _replay_digest(selection: str, pipeline) -> str:  # noqa: ANN001
+    """Same rows under the same contract and suite: the same replay (so a re-run after a kill is recognised);
+    after a fix of the contract or the suite, a new one."""
+    h = hashlib.sha256(selection.encode())
+    h.update(repr(pipeline.contract).encode())
+    h.update(repr(pipeline.suite).encode())
+    return h.hexdigest()[:16]
 
 
 def mark(spark: SparkSession, quarantine_path: str, classified: DataFrame, replay_id: str) -> None:

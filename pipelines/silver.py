@@ -29,7 +29,7 @@ from pipelines.layout import PipelineLayout
 from pipelines.quality.batch_rules import BatchValidator
 from pipelines.quality.results import QUALITY_SCHEMA, ResultRow, results_frame, row_rule_success
 from pipelines.quality.row_rules import DROPPED, FAILED, WARNINGS, apply_row_rules
-from pipelines.quality.suite import QualitySuite
+from pipelines.quality.suite import QualitySuite, Rule
 from pipelines.spec import PipelineSpec
 from pipelines.validation import parse_records
 
@@ -210,7 +210,7 @@ class SilverBatchWriter:
                       None if not checked else str(round(n / checked, 6)))
             for r, n in zip(self.suite.row_rules, rule_counts)
         ]  # fmt: skip
-        failures = [self._row_failure(classified, r.name, n) for r, n in zip(self.suite.row_rules, rule_counts)
+        failures = [self._row_failure(classified, r, n) for r, n in zip(self.suite.row_rules, rule_counts)
                     if r.action == "fail" and n]  # fmt: skip
         if self.suite.batch_rules and batch_id % self.spec.quality.batch_every == 0:
             for b in self.validator.validate(silver):
@@ -223,16 +223,19 @@ class SilverBatchWriter:
         append_once(frame, self.layout.quality.path, f"quality-{self._query_id}", batch_id)
         return failures
 
-    def _row_failure(self, classified: DataFrame, rule: str, broken: int) -> str:
+    def _row_failure(self, classified: DataFrame, rule: Rule, broken: int) -> str:
+        """The rule, how many rows broke it, and the first 5: Kafka coordinates and the values it checks."""
         rows = (
-            classified.where(F.array_contains(FAILED, rule))
+            classified.where(F.array_contains(FAILED, rule.name))
             .orderBy("partition", "offset")
-            .select("topic", "partition", "offset", F.substring(F.col("value").cast("string"), 1, 120).alias("v"))
+            .select("topic", "partition", "offset", *rule.columns)
             .limit(5)
             .collect()
         )
-        shown = ", ".join(f"{r.topic}/{r.partition}/{r.offset} {r.v!r}" for r in rows)
-        return f"quality rule '{rule}' (action fail) broken by {broken} rows; first {len(rows)}: {shown}"
+        shown = ", ".join(
+            f"{r.topic}/{r.partition}/{r.offset} (" + ", ".join(f"{c}={r[c]!r}" for c in rule.columns) + ")" for r in rows
+        )
+        return f"quality rule '{rule.name}' (action fail) broken by {broken} rows; first {len(rows)}: {shown}"
 
     def _run_id(self, spark: SparkSession) -> str:
         """The run id of this query's current run (a restart gets a new one)."""

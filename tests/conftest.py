@@ -63,6 +63,8 @@ def write_conf(folder: Path, topic: str, env: str = "test", topics: dict[str, st
         "bootstrap": "localhost:9092",
         "trigger": "1 second",
         "watermark": "10 minutes",
+        "schemas": CONTRACTS,
+        "specs": PROJECT_DIR / "conf" / "pipelines",
         **overrides,
     }
     (folder / f"{env}.yaml").write_text(
@@ -78,8 +80,8 @@ streaming:
 spark:
   master: local[2]
   shuffle_partitions: 2
-schemas_dir: {CONTRACTS}
-specs_dir: {PROJECT_DIR / "conf" / "pipelines"}
+schemas_dir: {values['schemas']}
+specs_dir: {values['specs']}
 pipelines:
   clickstream:
     topic: {topic}

@@ -4,7 +4,7 @@ While a producer sends a known mix, `lakepipe run clickstream` (continuous, a se
 with SIGKILL three times: right after a bronze commit, right after a silver commit, and right after a gold
 commit, i.e. in the middle of the following stage's work. After a final `--once` drain, bronze holds every
 Kafka offset exactly once, silver every event once, quarantine every reject once, the audit balances, and
-gold equals a batch recomputation over silver. A last continuous run stops cleanly on SIGINT (Ctrl-C).
+gold equals a batch recomputation over silver, and quality_results holds one row per rule per silver batch. A last continuous run stops cleanly on SIGINT (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -107,6 +107,10 @@ def test_sigkill_at_three_moments_loses_and_duplicates_nothing(spark, tmp_path, 
     assert quarantine.select("partition", "offset").distinct().count() == expected["quarantine"]
     audit = read(p.layout.batches).groupBy().sum("bronze_records", "exact_duplicates").first()
     assert tuple(audit) == (EVENTS, expected["exact_duplicates"]), "each batch is accounted for exactly once"
+    silver_batches = {(r.query_id.removeprefix("silver-"), r.batch_id) for r in read(p.layout.batches).collect()}
+    quality = read(p.layout.quality)
+    assert quality.count() == len(silver_batches) * len(p.suite.rules), "one quality row per rule per batch, across kills"
+    assert {(r.query_id, r.batch_id) for r in quality.select("query_id", "batch_id").distinct().collect()} == silver_batches
 
     gold = {t.name: read(t) for t in p.layout.gold}
     assert_df_equality(gold["clickstream_revenue_per_minute"], revenue_per_minute(silver), ignore_row_order=True,
