@@ -6,6 +6,8 @@ after a warm-up, alternating which side runs first. Measured so far:
   sending the same pre-serialised payloads with the same producer settings.
 - P2 bronze: draining a backlog with our bronze query (Trigger.AvailableNow) / the minimal documented job
   (readStream kafka -> CAST(value AS STRING) -> writeStream delta, AvailableNow), same backlog.
+- P3 silver quality: our silver query over one bronze table with the clickstream expectation suite (row rules
+  in the parsing pass, batch rules through Great Expectations) / the same query with no suite.
 Peak RSS of the Spark driver JVM is sampled during each run. Results: a table on stdout, and JSON and
 Markdown in `bench-results/` (git-ignored), with the machine's cores, memory and versions.
 """
@@ -220,6 +222,47 @@ def bench_bronze(spark, kafka: KafkaSettings, n: int, scratch: Path) -> Figure:
                   peak_rss_mb=peak / 1024, target=0.9)  # fmt: skip
 
 
+def bench_quality(spark, kafka: KafkaSettings, n: int, scratch: Path) -> Figure:
+    """P3: the same bronze rows through silver with the full suite and with none."""
+    from pipelines.layout import PipelineLayout, Table
+    from pipelines.silver import SilverBatchWriter, ensure_silver_tables
+    from pipelines.spec import resolve_spec
+
+    resolved = resolve_spec(PROJECT_DIR / "conf" / "pipelines" / "clickstream.yaml", PROJECT_DIR / "schemas")
+    topic = new_topic(kafka, "p3")
+    produce(kafka, topic, payloads(n))
+    bronze = scratch / "p3-bronze"
+    drain_ours(spark, kafka, topic, bronze)
+    bronze_path = str(bronze / "bronze")
+
+    def run(suite) -> float:  # noqa: ANN001
+        root = Path(tempfile.mkdtemp(dir=scratch))
+        try:
+            t = lambda name, layer: Table(name, layer, "bench", str(root / name))  # noqa: E731
+            layout = PipelineLayout("bench", t("bronze", "bronze"), t("silver", "silver"), t("quarantine", "quarantine"),
+                                    t("batches", "audit"), (), str(root / "ckpt"), t("quality", "audit"))  # fmt: skip
+            ensure_silver_tables(spark, resolved.contract, resolved.spec, layout)
+            checkpoint = layout.checkpoint("silver")
+            writer = SilverBatchWriter(resolved.contract, resolved.spec, layout, checkpoint, suite, "bench.silver")
+            start = time.perf_counter()
+            q = (spark.readStream.format("delta").load(bronze_path).writeStream.foreachBatch(writer)
+                 .option("checkpointLocation", checkpoint).trigger(availableNow=True).start())  # fmt: skip
+            q.awaitTermination()
+            elapsed = time.perf_counter() - start
+            rows = spark.read.format("delta").load(layout.silver.path).count()
+            assert rows == n, f"silver has {rows} rows, expected {n}"
+            return n / elapsed
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    run(resolved.suite), run(None)  # warm-up
+    ours, base = timed_pairs(lambda: run(resolved.suite), lambda: run(None))
+    rules = f"{len(resolved.suite.row_rules)} row + {len(resolved.suite.batch_rules)} batch rules"
+    return Figure("P3", f"silver with the clickstream suite ({rules}) / silver without checks, {n:,} records",
+                  statistics.median(ours), statistics.median(base), ours_runs=tuple(ours), baseline_runs=tuple(base),
+                  target=0.8)  # fmt: skip
+
+
 def machine(spark) -> dict:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
     mem_kb = int(next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")).split()[1])
@@ -259,13 +302,14 @@ def report(figures: list[Figure], info: dict, command: str, out_dir: Path) -> st
 
 
 def run_bench(settings: Settings, quick: bool) -> str:
-    n_produce, n_bronze = (50_000, 200_000) if quick else (300_000, 2_000_000)
+    n_produce, n_bronze, n_silver = (50_000, 200_000, 50_000) if quick else (300_000, 2_000_000, 200_000)
     scratch = Path(settings.lake_root) / "_bench"
     scratch.mkdir(parents=True, exist_ok=True)
     figures = [bench_producer(settings.kafka, n_produce)]
     spark = get_spark(settings.spark, "lakepipe-bench")
     try:
         figures.append(bench_bronze(spark, settings.kafka, n_bronze, scratch))
+        figures.append(bench_quality(spark, settings.kafka, n_silver, scratch))
         info = machine(spark)
     finally:
         stop_spark(spark)
