@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import random
 import sys
 import time
 from collections import Counter
@@ -95,6 +96,26 @@ class Tally:
             "expected": self.expected(),
             "errors": self.errors[:10],
         }
+
+
+class RecentEvents:
+    """The last events a simulator sent, so that it can re-send one as an exact duplicate."""
+
+    def __init__(self, rng: random.Random, keep: int = 500) -> None:
+        self.rng, self.keep, self.events = rng, keep, []
+
+    def add(self, event: SimEvent) -> SimEvent:
+        self.events.append(event)
+        if len(self.events) > self.keep:
+            del self.events[: self.keep // 2]
+        return event
+
+    def resend(self) -> SimEvent | None:
+        """An exact re-send of a recent event (None before any was sent)."""
+        if not self.events:
+            return None
+        e = self.rng.choice(self.events)
+        return SimEvent(EXACT_DUPLICATE, e.key, e.value, (), e.headers)
 
 
 def encode(kind: str, key: str | None, payload: dict, reasons: tuple[str, ...] = ()) -> SimEvent:

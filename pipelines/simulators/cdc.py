@@ -16,7 +16,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pipelines.simulators.base import SimEvent, encode
+from pipelines.simulators.base import RecentEvents, SimEvent, encode
 
 TIERS = ("bronze", "silver", "gold", "platinum")
 COUNTRIES = ("US", "DE", "FR", "GB", "JP", "CA")
@@ -57,7 +57,7 @@ class CdcGenerator:
         self.next_id = customers
         self.lsn = 1000
         self.generated = 0
-        self.recent: list[SimEvent] = []
+        self.recent = RecentEvents(self.rng, keep=300)
         self.held: list[tuple[int, SimEvent]] = []  # (send after this many more events, event)
 
     def events(self) -> Iterator[SimEvent]:
@@ -72,9 +72,8 @@ class CdcGenerator:
         self.held = [(wait - 1, e) for wait, e in self.held]
         f = self.faults
         r = self.rng.random()
-        if r < f.exact_duplicate and self.recent:
-            e = self.rng.choice(self.recent)
-            return SimEvent("exact_duplicate", e.key, e.value, (), e.headers)
+        if r < f.exact_duplicate and self.recent.events:
+            return self.recent.resend()
         r -= f.exact_duplicate
         if r < f.malformed:
             return self._malformed()
@@ -90,11 +89,7 @@ class CdcGenerator:
         envelope = self._next_envelope()
         self.generated += 1
         key = (envelope["after"] or envelope["before"])["customer_id"]
-        event = encode(kind, key, envelope)
-        self.recent.append(event)
-        if len(self.recent) > 300:
-            del self.recent[:150]
-        return event
+        return self.recent.add(encode(kind, key, envelope))
 
     def _next_envelope(self) -> dict:
         self.lsn += self.rng.randint(1, 5)

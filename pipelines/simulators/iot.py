@@ -18,7 +18,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from pipelines.simulators.base import SimEvent, encode, iso_utc
+from pipelines.simulators.base import RecentEvents, SimEvent, encode, iso_utc
 
 MALFORMED = ("invalid_json", "impossible_temperature", "impossible_humidity", "missing_device", "text_pressure")
 
@@ -92,7 +92,7 @@ class IotGenerator:
         ]
         self.queue = [(self.start.timestamp() + rng.uniform(0, interval), i) for i in range(devices)]
         heapq.heapify(self.queue)
-        self.recent: list[SimEvent] = []
+        self.recent = RecentEvents(rng)
         self.truth = IotTruth()
 
     def events(self) -> Iterator[SimEvent]:
@@ -105,9 +105,8 @@ class IotGenerator:
     def next_event(self) -> SimEvent:
         f = self.faults
         r = self.rng.random()
-        if r < f.exact_duplicate and self.recent:
-            e = self.rng.choice(self.recent)
-            return SimEvent("exact_duplicate", e.key, e.value, (), e.headers)
+        if r < f.exact_duplicate and self.recent.events:
+            return self.recent.resend()
         r -= f.exact_duplicate
         if r < f.malformed:
             return self._malformed()
@@ -121,11 +120,7 @@ class IotGenerator:
         payload = self._payload(d, t - back)
         if kind == "valid":
             kind = self._alter(d, payload)
-        event = encode(kind, d.device_id, payload)
-        self.recent.append(event)
-        if len(self.recent) > 500:
-            del self.recent[:250]
-        return event
+        return self.recent.add(encode(kind, d.device_id, payload))
 
     def _advance(self) -> tuple[float, _Device]:
         t, i = heapq.heappop(self.queue)

@@ -20,7 +20,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pipelines.simulators.base import SimEvent, encode, iso_utc
+from pipelines.simulators.base import RecentEvents, SimEvent, encode, iso_utc
 
 COUNTRIES = {"US": "USD", "DE": "EUR", "FR": "EUR", "GB": "GBP", "ES": "EUR", "BR": "BRL"}
 MCC = ("5411", "5812", "5999", "4111", "5732", "5942", "7011", "5541")  # grocery, restaurants, retail...
@@ -74,7 +74,7 @@ class PaymentsGenerator:
         self.queue: list = []
         for i in range(accounts):
             self._schedule(self.start.timestamp() + rng.expovariate(1 / self.mean_gap), ("normal", i))
-        self.recent: list[SimEvent] = []
+        self.recent = RecentEvents(rng)
         self.incidents: list[dict] = []
         self._sent_fraud: set[str] = set()
         self._serial = 0
@@ -92,9 +92,8 @@ class PaymentsGenerator:
     def next_event(self) -> SimEvent:
         f = self.faults
         r = self.rng.random()
-        if r < f.exact_duplicate and self.recent:
-            e = self.rng.choice(self.recent)
-            return SimEvent("exact_duplicate", e.key, e.value, (), e.headers)
+        if r < f.exact_duplicate and self.recent.events:
+            return self.recent.resend()
         if r < f.exact_duplicate + f.malformed:
             return self._malformed()
         t, _, job = heapq.heappop(self.queue)
@@ -108,10 +107,7 @@ class PaymentsGenerator:
             event = encode(job[0], None, job[1])
             self._sent_fraud.add(job[1]["txn_id"])
         event = SimEvent(event.kind, json.loads(event.value)["card_id"].encode(), event.value, (), event.headers)
-        self.recent.append(event)
-        if len(self.recent) > 500:
-            del self.recent[:250]
-        return event
+        return self.recent.add(event)
 
     # -- transactions ---------------------------------------------------------------------------------------
 

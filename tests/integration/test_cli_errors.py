@@ -106,3 +106,30 @@ def test_broker_up_reuse_status_down(tmp_path):
     assert down.returncode == 0 and "Kafka broker stopped" in down.stdout
     assert "not running" in lakepipe("down", *args).stdout
     assert (tmp_path / "broker" / "data" / "meta.properties").exists(), "storage was formatted on first start"
+
+
+def test_a_fault_flag_of_another_domain_is_named(tmp_path):
+    conf = write_conf(tmp_path, "t")
+    one_line_error(
+        lakepipe("simulate", "iot", "--fraud", "0.1", "--conf-dir", str(conf), "--env", "test"),
+        "--fraud does not apply to the iot simulator", "--anomalies",
+    )
+
+
+@pytest.mark.kafka
+def test_simulate_writes_the_ground_truth_apart_from_the_events(tmp_path, kafka):
+    import json
+
+    conf = write_conf(tmp_path, "t", topics={"payments": f"test.truth.{os.getpid()}.{tmp_path.name}"})
+    truth = tmp_path / "truth.json"
+    result = lakepipe("simulate", "payments", "--events", "2000", "--fraud", "0.05", "--seed", "3", "--truth", str(truth),
+                      "--out", str(tmp_path / "events.jsonl"), "--no-progress", "--conf-dir", str(conf), "--env", "test")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    incidents = json.loads(truth.read_text())["incidents"]
+    assert incidents and {i["kind"] for i in incidents} <= {"card_testing", "velocity", "impossible_travel", "large_amount"}
+    from pipelines.simulators.base import ReplaySource
+
+    sent = {e.payload()["txn_id"]: e for e in ReplaySource(tmp_path / "events.jsonl").events() if e.payload()}
+    assert all(t in sent for i in incidents for t in i["txn_ids"]), "every incident's transactions were sent"
+    assert all("fraud" not in e.value.decode() and "card_testing" not in e.value.decode() for e in sent.values()), \
+        "no label inside an event"
