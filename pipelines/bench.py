@@ -8,6 +8,8 @@ after a warm-up, alternating which side runs first. Measured so far:
   (readStream kafka -> CAST(value AS STRING) -> writeStream delta, AvailableNow), same backlog.
 - P3 silver quality: our silver query over one bronze table with the clickstream expectation suite (row rules
   in the parsing pass, batch rules through Great Expectations) / the same query with no suite.
+- P4 gold: the clickstream gold queries (windowed aggregates and sessions, update mode + MERGE) over one
+  silver table / a plain streaming append of the same silver rows to Delta.
 Peak RSS of the Spark driver JVM is sampled during each run. Results: a table on stdout, and JSON and
 Markdown in `bench-results/` (git-ignored), with the machine's cores, memory and versions.
 """
@@ -15,6 +17,7 @@ Markdown in `bench-results/` (git-ignored), with the machine's cores, memory and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -222,45 +225,109 @@ def bench_bronze(spark, kafka: KafkaSettings, n: int, scratch: Path) -> Figure:
                   peak_rss_mb=peak / 1024, target=0.9)  # fmt: skip
 
 
-def bench_quality(spark, kafka: KafkaSettings, n: int, scratch: Path) -> Figure:
-    """P3: the same bronze rows through silver with the full suite and with none."""
-    from pipelines.layout import PipelineLayout, Table
-    from pipelines.silver import SilverBatchWriter, ensure_silver_tables
+def _clickstream():  # noqa: ANN202
     from pipelines.spec import resolve_spec
 
-    resolved = resolve_spec(PROJECT_DIR / "conf" / "pipelines" / "clickstream.yaml", PROJECT_DIR / "schemas")
-    topic = new_topic(kafka, "p3")
-    produce(kafka, topic, payloads(n))
-    bronze = scratch / "p3-bronze"
-    drain_ours(spark, kafka, topic, bronze)
-    bronze_path = str(bronze / "bronze")
+    return resolve_spec(PROJECT_DIR / "conf" / "pipelines" / "clickstream.yaml", PROJECT_DIR / "schemas")
 
-    def run(suite) -> float:  # noqa: ANN001
+
+def _layout(root: Path):  # noqa: ANN202
+    from pipelines.layout import PipelineLayout, Table
+
+    t = lambda name, layer: Table(name, layer, "bench", str(root / name))  # noqa: E731
+    gold = tuple(t(g.name, "gold") for g in _clickstream().spec.gold)
+    return PipelineLayout("bench", t("bronze", "bronze"), t("silver", "silver"), t("quarantine", "quarantine"),
+                          t("batches", "audit"), gold, str(root / "ckpt"), t("quality", "audit"))  # fmt: skip
+
+
+def silver_drain(spark, bronze_path: str, root: Path, suite) -> float:  # noqa: ANN001
+    """Our silver query over a bronze table into `root`, once (AvailableNow); seconds taken."""
+    from pipelines.silver import SilverBatchWriter, ensure_silver_tables
+
+    resolved, layout = _clickstream(), _layout(root)
+    ensure_silver_tables(spark, resolved.contract, resolved.spec, layout)
+    checkpoint = layout.checkpoint("silver")
+    writer = SilverBatchWriter(resolved.contract, resolved.spec, layout, checkpoint, suite, "bench.silver")
+    start = time.perf_counter()
+    q = (spark.readStream.format("delta").load(bronze_path).writeStream.foreachBatch(writer)
+         .option("checkpointLocation", checkpoint).trigger(availableNow=True).start())  # fmt: skip
+    q.awaitTermination()
+    return time.perf_counter() - start
+
+
+def make_bronze(spark, kafka: KafkaSettings, n: int, scratch: Path, name: str) -> str:
+    topic = new_topic(kafka, name)
+    produce(kafka, topic, payloads(n))
+    drain_ours(spark, kafka, topic, scratch / f"{name}-bronze")
+    return str(scratch / f"{name}-bronze" / "bronze")
+
+
+def bench_quality(spark, kafka: KafkaSettings, n: int, scratch: Path) -> Figure:
+    """P3: the same bronze rows through silver with the full suite and with none."""
+    suite = _clickstream().suite
+    bronze = make_bronze(spark, kafka, n, scratch, "p3")
+
+    def run(with_suite) -> float:  # noqa: ANN001
         root = Path(tempfile.mkdtemp(dir=scratch))
         try:
-            t = lambda name, layer: Table(name, layer, "bench", str(root / name))  # noqa: E731
-            layout = PipelineLayout("bench", t("bronze", "bronze"), t("silver", "silver"), t("quarantine", "quarantine"),
-                                    t("batches", "audit"), (), str(root / "ckpt"), t("quality", "audit"))  # fmt: skip
-            ensure_silver_tables(spark, resolved.contract, resolved.spec, layout)
-            checkpoint = layout.checkpoint("silver")
-            writer = SilverBatchWriter(resolved.contract, resolved.spec, layout, checkpoint, suite, "bench.silver")
-            start = time.perf_counter()
-            q = (spark.readStream.format("delta").load(bronze_path).writeStream.foreachBatch(writer)
-                 .option("checkpointLocation", checkpoint).trigger(availableNow=True).start())  # fmt: skip
-            q.awaitTermination()
-            elapsed = time.perf_counter() - start
-            rows = spark.read.format("delta").load(layout.silver.path).count()
+            elapsed = silver_drain(spark, bronze, root, with_suite)
+            rows = spark.read.format("delta").load(str(root / "silver")).count()
             assert rows == n, f"silver has {rows} rows, expected {n}"
             return n / elapsed
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
-    run(resolved.suite), run(None)  # warm-up
-    ours, base = timed_pairs(lambda: run(resolved.suite), lambda: run(None))
-    rules = f"{len(resolved.suite.row_rules)} row + {len(resolved.suite.batch_rules)} batch rules"
+    run(suite), run(None)  # warm-up
+    ours, base = timed_pairs(lambda: run(suite), lambda: run(None))
+    rules = f"{len(suite.row_rules)} row + {len(suite.batch_rules)} batch rules"
     return Figure("P3", f"silver with the clickstream suite ({rules}) / silver without checks, {n:,} records",
                   statistics.median(ours), statistics.median(base), ours_runs=tuple(ours), baseline_runs=tuple(base),
                   target=0.8)  # fmt: skip
+
+
+def bench_gold(spark, kafka: KafkaSettings, n: int, scratch: Path) -> Figure:
+    """P4: the clickstream gold stage (three stateful queries, MERGE) / a plain append of the same silver rows."""
+    from pyspark.sql.types import StructType
+
+    from pipelines import runner
+    from pipelines.delta_io import ensure_table
+
+    resolved = _clickstream()
+    base_root = scratch / "p4-silver"
+    silver_drain(spark, make_bronze(spark, kafka, n, scratch, "p4"), base_root, None)
+    silver = str(base_root / "silver")
+    rows = spark.read.format("delta").load(silver).count()
+    trigger = {"availableNow": True}
+
+    def gold(root: Path) -> None:
+        layout = _layout(root)
+        layout = dataclasses.replace(layout, silver=dataclasses.replace(layout.silver, path=silver))
+        p = runner.Pipeline(resolved.spec, resolved.contract, resolved.functions, "-", "10 minutes", layout, {})
+        for g in resolved.spec.gold:
+            fields = [f for f in p.gold_rows(g, spark.readStream.format("delta").load(silver)).schema.fields if f.name != g.delete_flag]
+            ensure_table(spark, layout.gold_table(g.name).path, StructType(fields))
+        for q in [runner._gold(spark, p, g, trigger) for g in resolved.spec.gold]:  # noqa: SLF001
+            q.awaitTermination()
+
+    def append(root: Path) -> None:
+        q = (spark.readStream.format("delta").load(silver).writeStream.format("delta")
+             .option("checkpointLocation", str(root / "ckpt")).trigger(availableNow=True).start(str(root / "copy")))  # fmt: skip
+        q.awaitTermination()
+
+    def run(fn: Callable[[Path], None]) -> float:
+        root = Path(tempfile.mkdtemp(dir=scratch))
+        try:
+            start = time.perf_counter()
+            fn(root)
+            return rows / (time.perf_counter() - start)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    run(gold), run(append)  # warm-up
+    ours, base = timed_pairs(lambda: run(gold), lambda: run(append))
+    return Figure("P4", f"gold (revenue, activity, sessions; update + MERGE) / plain append of the same {rows:,} silver rows",
+                  statistics.median(ours), statistics.median(base), ours_runs=tuple(ours), baseline_runs=tuple(base),
+                  target=0.5)  # fmt: skip
 
 
 def machine(spark) -> dict:
@@ -310,6 +377,7 @@ def run_bench(settings: Settings, quick: bool) -> str:
     try:
         figures.append(bench_bronze(spark, settings.kafka, n_bronze, scratch))
         figures.append(bench_quality(spark, settings.kafka, n_silver, scratch))
+        figures.append(bench_gold(spark, settings.kafka, n_silver, scratch))
         info = machine(spark)
     finally:
         stop_spark(spark)
