@@ -11,7 +11,7 @@ import pytest
 from pipelines.contract import contract_path, load_contract
 from pipelines.validation import parse_records
 from tests.conftest import CONTRACTS
-from tests.unit.test_validation import raw
+from tests.unit.test_validation import edit, raw
 
 READING = {
     "reading_id": "dev-00001-00000001", "device_id": "dev-00001", "site_id": "site-001",
@@ -40,16 +40,6 @@ def contracts():
 
 def parse(spark, contract, *values):
     return parse_records(raw(spark, *values), contract).orderBy("offset").collect()
-
-
-def edit(base, **changes):
-    d = dict(base)
-    for k, v in changes.items():
-        if v is ...:
-            d.pop(k)
-        else:
-            d[k] = v
-    return d
 
 
 def test_iot_reading_is_typed_as_doubles(spark, contracts):

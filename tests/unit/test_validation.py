@@ -47,14 +47,19 @@ def reasons_of(spark, contract, *values):
     return [r.reasons for r in parse_records(raw(spark, *values), contract).orderBy("offset").collect()]
 
 
-def with_(**changes):
-    d = dict(VALID)
+def edit(base: dict, **changes) -> dict:
+    """A copy of `base` with fields changed (`...` removes one)."""
+    d = dict(base)
     for k, v in changes.items():
         if v is ...:
             d.pop(k)
         else:
             d[k] = v
     return d
+
+
+def with_(**changes):
+    return edit(VALID, **changes)
 
 
 def test_valid_purchase_is_typed_exactly(spark, clickstream_contract):
