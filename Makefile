@@ -47,8 +47,8 @@ demo: up
 test: up
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: up
-	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,)
+bench: up .jars/kafka-tools/.resolved
+	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)

@@ -76,14 +76,21 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 1 if tally.failed else 0
 
 
+def _named_pipelines(args: argparse.Namespace, settings) -> list[str]:  # noqa: ANN001
+    """The pipelines named on the command line (or all with --all); says what to do when there are none."""
+    names = settings.pipeline_names() if args.all else args.pipelines
+    if not names:
+        print("lakepipe: name at least one pipeline, or use --all", file=sys.stderr)
+    return names
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipelines import kafka_admin, runner
     from pipelines.session import get_spark, stop_spark
 
     settings = _settings(args)
-    names = settings.pipeline_names() if args.all else args.pipelines
+    names = _named_pipelines(args, settings)
     if not names:
-        print("lakepipe: name at least one pipeline, or use --all", file=sys.stderr)
         return 2
     for name in names:  # config, contract, broker and topic errors before Spark starts
         pipeline = runner.load_pipeline(settings, name)
@@ -99,6 +106,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.metrics_json:
         with open(args.metrics_json, "w", encoding="utf-8") as f:
             json.dump(result.to_dict(), f, indent=2)
+    return 0
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from pipelines.maintenance import compact
+    from pipelines.runner import load_pipeline
+    from pipelines.session import get_spark, stop_spark
+
+    settings = _settings(args)
+    names = _named_pipelines(args, settings)
+    if not names:
+        return 2
+    tables = list({t.name: t for n in names for t in load_pipeline(settings, n).layout.tables}.values())
+    spark = get_spark(settings.spark, "lakepipe-optimize")
+    try:
+        done = compact(spark, tables)
+    finally:
+        stop_spark(spark)
+    for c in done:
+        print(f"{c.table}: {c.files_before} files -> {c.files_after} ({c.bytes_after / 1e6:,.1f} MB)")
+    if not done:
+        print("no table written yet: run a pipeline first")
     return 0
 
 
@@ -309,6 +338,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
     p.add_argument("--once", action="store_true", help="process what is available now, then exit")
     p.add_argument("--metrics-json", help="write per-query metrics (rows, batches, late rows) as JSON")
+
+    p = add("optimize", _cmd_optimize, "compact the small files of every table of some pipelines (Delta OPTIMIZE)")
+    p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")
+    p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
 
     p = add("demo", _cmd_demo, "simulate all four domains with faults, run every pipeline, summarise each domain")
     p.add_argument("--events", type=int, default=3000, help="events per domain in the first wave (default 3000)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from collections.abc import Sequence
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class QueryMetrics:
 @dataclass
 class RunResult:
     queries: dict[str, QueryMetrics] = field(default_factory=dict)
+    stage_seconds: list[float] = field(default_factory=list)  # --once: wall time of each stage, in order
 
     def to_dict(self) -> dict:
         return {name: vars(m) for name, m in self.queries.items()}
@@ -160,26 +162,40 @@ def prepare_tables(spark: SparkSession, settings: Settings, p: Pipeline, _done: 
 
 
 def run(spark: SparkSession, settings: Settings, names: Sequence[str], once: bool) -> RunResult:
-    pipelines = [load_pipeline(settings, n) for n in names]
-    for p in pipelines:
-        kafka_admin.require_topic(settings.kafka, p.topic)
-        prepare_tables(spark, settings, p)
     trigger = {"availableNow": True} if once else {"processingTime": settings.streaming.trigger_interval}
-    stages = [
-        [lambda p=p: _bronze(spark, settings, p, trigger) for p in pipelines],
-        [lambda p=p: _silver(spark, p, trigger) for p in pipelines],
-        [lambda p=p, g=g: _gold(spark, p, g, trigger) for p in pipelines for g in p.spec.gold if not g.derived],
-        [lambda p=p, g=g: _gold(spark, p, g, trigger) for p in pipelines for g in p.spec.gold if g.derived],
-    ]
+    stages = _stages(spark, settings, names, trigger)
     result = RunResult()
     if once:
         for stage in stages:
-            queries = [start() for start in stage]
+            start = time.perf_counter()
+            queries = [start_query() for start_query in stage]
             _await_all(queries, result)
+            result.stage_seconds.append(round(time.perf_counter() - start, 3))
     else:
         queries = [start() for stage in stages for start in stage]
         _await_until_stopped(spark, queries, result)
     return result
+
+
+def start_all(spark: SparkSession, settings: Settings, names: Sequence[str], trigger: dict) -> list[StreamingQuery]:
+    """Start every query of the pipelines `names` with `trigger` and return them (the caller stops them)."""
+    return [start() for stage in _stages(spark, settings, names, trigger) for start in stage]
+
+
+def _stages(
+    spark: SparkSession, settings: Settings, names: Sequence[str], trigger: dict
+) -> list[list[Callable[[], StreamingQuery]]]:
+    """The queries of the pipelines `names`, by stage (bronze, silver, gold, gold reading other gold), unstarted."""
+    pipelines = [load_pipeline(settings, n) for n in names]
+    for p in pipelines:
+        kafka_admin.require_topic(settings.kafka, p.topic)
+        prepare_tables(spark, settings, p)
+    return [
+        [lambda p=p: _bronze(spark, settings, p, trigger) for p in pipelines],
+        [lambda p=p: _silver(spark, p, trigger) for p in pipelines],
+        [lambda p=p, g=g: start_gold(spark, p, g, trigger) for p in pipelines for g in p.spec.gold if not g.derived],
+        [lambda p=p, g=g: start_gold(spark, p, g, trigger) for p in pipelines for g in p.spec.gold if g.derived],
+    ]
 
 
 def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict) -> StreamingQuery:
@@ -192,7 +208,7 @@ def _silver(spark: SparkSession, p: Pipeline, trigger: dict) -> StreamingQuery:
     return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite)
 
 
-def _gold(spark: SparkSession, p: Pipeline, g: GoldSpec, trigger: dict) -> StreamingQuery:
+def start_gold(spark: SparkSession, p: Pipeline, g: GoldSpec, trigger: dict) -> StreamingQuery:
     if g.mode == "rebuild":
         return _rebuild(spark, p, g, trigger)
     events = spark.readStream.format("delta").load(p.layout.silver.path)
@@ -235,7 +251,7 @@ def _await_all(queries: list[StreamingQuery], result: RunResult) -> None:
                 q.awaitTermination()
             except StreamingQueryException:
                 pass  # reported by _check, with the query's name
-            _check(q, queries)
+            raise_if_failed(q, queries)
     finally:
         for q in queries:
             _collect(q, result)
@@ -248,7 +264,7 @@ def _await_until_stopped(spark: SparkSession, queries: list[StreamingQuery], res
     try:
         while True:
             for q in queries:
-                _check(q, queries)
+                raise_if_failed(q, queries)
             spark.streams.awaitAnyTermination(timeout=1)
             spark.streams.resetTerminated()
     except KeyboardInterrupt:
@@ -261,7 +277,7 @@ def _await_until_stopped(spark: SparkSession, queries: list[StreamingQuery], res
                 q.stop()
 
 
-def _check(q: StreamingQuery, queries: list[StreamingQuery]) -> None:
+def raise_if_failed(q: StreamingQuery, queries: list[StreamingQuery]) -> None:
     """Raise PipelineFailedError naming `q` if it failed (after stopping the others)."""
     if q.isActive:
         return

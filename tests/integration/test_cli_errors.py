@@ -51,9 +51,11 @@ def test_unknown_config_key(tmp_path):
     one_line_error(lakepipe("config", "--conf-dir", str(tmp_path), "--env", "x"), "unknown key 'spark.masterr'", "x.yaml")
 
 
-def test_unknown_pipeline(tmp_path):
+@pytest.mark.parametrize("command", ["run", "optimize"])
+def test_unknown_pipeline(tmp_path, command):
     conf = write_conf(tmp_path, "t")
-    one_line_error(lakepipe("run", "nope", "--conf-dir", str(conf), "--env", "test"), "no pipeline 'nope'")
+    one_line_error(lakepipe(command, "nope", "--conf-dir", str(conf), "--env", "test"), "no pipeline 'nope'")
+    one_line_error(lakepipe(command, "--conf-dir", str(conf), "--env", "test"), "name at least one pipeline", "--all")
 
 
 def test_unreachable_broker(tmp_path):

@@ -1,0 +1,82 @@
+"""S1: does the cost per record stay flat as the backlog grows? And how many files does a long run leave?
+
+- S1: our bronze query drains backlogs of growing size (0.5M, 1M, 2M records); microseconds per record at each
+  size, median of the repeats; flat means the largest costs at most 15% more per record than the smallest.
+- S1e: the whole clickstream pipeline (`run --once`: bronze, then silver with its quality suite, then gold)
+  over smaller backlogs (silver and gold take ~2k records/s on 2 cores, so 2M records would take most of an
+  hour); per stage and in all, one drain per size.
+- Files: the tables that L1e's continuous run left, counted in files, compacted with OPTIMIZE, counted again.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+from pipelines import runner
+from pipelines.bench import common
+from pipelines.bench.common import DriverMemory, Figure, Topics, scratch_dir
+from pipelines.bench.latency import pipeline_settings
+from pipelines.bench.stages import drain_ours
+from pipelines.config import Settings
+from pipelines.maintenance import compact
+
+STAGES = ("bronze", "silver", "gold")
+
+
+def drain_pipeline(spark, settings: Settings, topic: str, root: Path) -> list[float]:  # noqa: ANN001
+    """Seconds per stage of one `run --once` of the clickstream pipeline over `topic`, lake under `root`."""
+    env = pipeline_settings(settings, root, topic, settings.streaming.trigger_interval)
+    return runner.run(spark, env, ["clickstream"], once=True).stage_seconds[: len(STAGES)]
+
+
+def _flatness(name: str, what: str, rows: list[dict], memory: DriverMemory, key: str) -> Figure:
+    """Cost per record, largest / smallest backlog; with the marginal cost per record between sizes (what an
+    extra record costs once the fixed costs of a run are paid), which is what grows if something is superlinear."""
+    for prev, row in zip(rows, rows[1:]):
+        extra = (row[key] * row["records"] - prev[key] * prev["records"]) / (row["records"] - prev["records"])
+        row["marginal_us"] = round(extra, 2)
+    first, last = rows[0], rows[-1]
+    return Figure(name, f"{what}: us per record at {last['records']:,} / at {first['records']:,} records (lower is "
+                  "better)", last[key], first[key], unit="us/record", lower_is_better=True, peak_rss_mb=memory.peak_mb,
+                  target=1.15, details={"sizes": rows})  # fmt: skip
+
+
+def bench_growth(spark, settings: Settings, topics: Topics, sizes: tuple[int, ...], scratch: Path) -> Figure:  # noqa: ANN001
+    """S1: bronze drains of each size, median of the repeats."""
+    memory = DriverMemory(spark)
+    rows = []
+    for n in sizes:
+        topic = topics.with_records("s1", n)
+        runs = []
+        for _ in range(common.REPEATS):
+            with scratch_dir(scratch) as root, memory.sampled():
+                start = time.perf_counter()
+                drain_ours(spark, settings.kafka, topic, root)
+                runs.append((time.perf_counter() - start) / n * 1e6)
+        rows.append({"records": n, "bronze_us": round(statistics.median(runs), 2), "runs": [round(r, 2) for r in runs]})
+    return _flatness("S1", "bronze drain", rows, memory, "bronze_us")
+
+
+def bench_growth_pipeline(spark, settings: Settings, topics: Topics, sizes: tuple[int, ...], scratch: Path) -> Figure:  # noqa: ANN001
+    """S1e: the whole pipeline once per size, after a warm-up."""
+    if common.WARM_UP:
+        with scratch_dir(scratch) as root:
+            drain_pipeline(spark, settings, topics.with_records("s1", 5_000), root)
+    memory = DriverMemory(spark)
+    rows = []
+    for n in sizes:
+        topic = topics.with_records("s1", n)
+        with scratch_dir(scratch) as root, memory.sampled():
+            seconds = drain_pipeline(spark, settings, topic, root)
+        rows.append({"records": n, "seconds": round(sum(seconds), 1)}
+                    | {f"{s}_us": round(t / n * 1e6, 1) for s, t in zip(STAGES, seconds)}
+                    | {"total_us": round(sum(seconds) / n * 1e6, 1)})  # fmt: skip
+    return _flatness("S1e", "whole pipeline --once", rows, memory, "total_us")
+
+
+def files_after_long_run(spark, settings: Settings, l1_root: Path) -> list[dict]:  # noqa: ANN001
+    """Files per table that L1e's continuous run left, before and after compaction."""
+    layout = runner.load_pipeline(pipeline_settings(settings, l1_root, "-", "0 seconds"), "clickstream").layout
+    return [vars(c) for c in compact(spark, list(layout.tables))]

@@ -1,0 +1,185 @@
+"""P2, P3 and P4: each stage of the pipeline against the strongest simple job doing the same move.
+
+- P2 bronze: our bronze query draining a backlog (AvailableNow) / the minimal documented job
+  (readStream kafka -> CAST(value AS STRING) -> writeStream delta, AvailableNow), same backlog.
+- P3 silver: our silver query over one bronze table with the clickstream expectation suite (row rules in the
+  parsing pass, batch rules through Great Expectations) / the same query with no suite.
+- P4 gold: the clickstream gold queries (windowed aggregates and sessions, update mode + MERGE) over one
+  silver table / a plain streaming append of the same silver rows to Delta.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pyspark.sql.types import StructType
+
+from pipelines import runner
+from pipelines.bench import common
+from pipelines.bench.common import DriverMemory, Figure, Topics, scratch_dir, timed_pairs
+from pipelines.bronze import BRONZE_SCHEMA, PARTITION_BY, start_bronze
+from pipelines.config import KafkaSettings
+from pipelines.delta_io import ensure_table
+from pipelines.errors import LakepipeError
+from pipelines.jars import PROJECT_DIR
+from pipelines.layout import PipelineLayout, Table
+from pipelines.silver import SilverBatchWriter, ensure_silver_tables
+from pipelines.spec import ResolvedSpec, resolve_spec
+
+AVAILABLE_NOW = {"availableNow": True}
+
+
+def clickstream() -> ResolvedSpec:
+    return resolve_spec(PROJECT_DIR / "conf" / "pipelines" / "clickstream.yaml", PROJECT_DIR / "schemas")
+
+
+def layout(root: Path, silver: str | None = None) -> PipelineLayout:
+    """The clickstream tables under `root` (silver elsewhere if given)."""
+    t = lambda name, layer: Table(name, layer, "bench", str(root / name))  # noqa: E731
+    gold = tuple(t(g.name, "gold") for g in clickstream().spec.gold)
+    out = PipelineLayout("bench", t("bronze", "bronze"), t("silver", "silver"), t("quarantine", "quarantine"),
+                         t("batches", "audit"), gold, str(root / "ckpt"), t("quality", "audit"))  # fmt: skip
+    return dataclasses.replace(out, silver=dataclasses.replace(out.silver, path=silver)) if silver else out
+
+
+def count(spark, path: str | Path) -> int:  # noqa: ANN001
+    return spark.read.format("delta").load(str(path)).count()
+
+
+def expect_rows(spark, path: str | Path, n: int, what: str) -> None:  # noqa: ANN001
+    if (rows := count(spark, path)) != n:
+        raise LakepipeError(f"{what} wrote {rows} rows, expected {n}")
+
+
+def start_bronze_table(spark, kafka: KafkaSettings, topic: str, root: Path, trigger: dict, table: str = "delta"):  # noqa: ANN001, ANN201
+    """Our bronze query into root/<table>, created first as `lakepipe run` does (partitioned by day)."""
+    ensure_table(spark, str(root / table), BRONZE_SCHEMA, PARTITION_BY)
+    return start_bronze(spark, kafka, topic, str(root / table), str(root / "ckpt"), trigger, f"bench.{root.name}")
+
+
+def drain_ours(spark, kafka: KafkaSettings, topic: str, root: Path) -> Path:  # noqa: ANN001
+    start_bronze_table(spark, kafka, topic, root, AVAILABLE_NOW, "bronze").awaitTermination()
+    return root / "bronze"
+
+
+def drain_minimal(spark, kafka: KafkaSettings, topic: str, root: Path) -> Path:  # noqa: ANN001
+    q = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .load()
+        .selectExpr("CAST(value AS STRING) AS value")
+        .writeStream.format("delta")
+        .option("checkpointLocation", str(root / "ckpt"))
+        .trigger(availableNow=True)
+        .start(str(root / "delta"))
+    )
+    q.awaitTermination()
+    return root / "delta"
+
+
+def bench_bronze(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: Path) -> Figure:  # noqa: ANN001
+    topic, warm = topics.with_records("p2", n), topics.with_records("warm", 20_000) if common.WARM_UP else None
+    memory = DriverMemory(spark)
+
+    def run(drain: Callable[..., Path]) -> float:
+        with scratch_dir(scratch) as root:
+            with memory.sampled():
+                start = time.perf_counter()
+                table = drain(spark, kafka, topic, root)
+                elapsed = time.perf_counter() - start
+            expect_rows(spark, table, n, drain.__name__)
+            return n / elapsed
+
+    for drain in (drain_ours, drain_minimal) if common.WARM_UP else ():  # JIT, codegen, Delta log code paths
+        with scratch_dir(scratch) as root:
+            drain(spark, kafka, warm, root)
+    ours, base = timed_pairs(lambda: run(drain_ours), lambda: run(drain_minimal))
+    return Figure.of_runs("P2", f"bronze drain / minimal Kafka->Delta job, {n:,} records backlog, 2 partitions",
+                          ours, base, peak_rss_mb=memory.peak_mb, target=0.9)  # fmt: skip
+
+
+def silver_drain(spark, bronze: str, root: Path, suite) -> float:  # noqa: ANN001
+    """Our silver query over a bronze table into `root`, once (AvailableNow); seconds taken."""
+    resolved, tables = clickstream(), layout(root)
+    ensure_silver_tables(spark, resolved.contract, resolved.spec, tables)
+    checkpoint = tables.checkpoint("silver")
+    writer = SilverBatchWriter(resolved.contract, resolved.spec, tables, checkpoint, suite, "bench.silver")
+    start = time.perf_counter()
+    q = (spark.readStream.format("delta").load(bronze).writeStream.foreachBatch(writer)
+         .option("checkpointLocation", checkpoint).trigger(availableNow=True).start())  # fmt: skip
+    q.awaitTermination()
+    return time.perf_counter() - start
+
+
+def make_bronze(spark, kafka: KafkaSettings, topics: Topics, n: int, root: Path) -> str:  # noqa: ANN001
+    return str(drain_ours(spark, kafka, topics.with_records(root.name, n), root))
+
+
+def bench_quality(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: Path) -> Figure:  # noqa: ANN001
+    """P3: the same bronze rows through silver with the full suite and with none."""
+    suite = clickstream().suite
+    bronze = make_bronze(spark, kafka, topics, n, scratch / "p3")
+    memory = DriverMemory(spark)
+
+    def run(with_suite) -> float:  # noqa: ANN001
+        with scratch_dir(scratch) as root, memory.sampled():
+            elapsed = silver_drain(spark, bronze, root, with_suite)
+            expect_rows(spark, root / "silver", n, "silver")
+            return n / elapsed
+
+    if common.WARM_UP:
+        run(suite), run(None)
+    ours, base = timed_pairs(lambda: run(suite), lambda: run(None))
+    rules = f"{len(suite.row_rules)} row + {len(suite.batch_rules)} batch rules"
+    return Figure.of_runs("P3", f"silver with the clickstream suite ({rules}) / silver without checks, {n:,} records",
+                          ours, base, peak_rss_mb=memory.peak_mb, target=0.8)  # fmt: skip
+
+
+def start_gold(spark, silver: str, root: Path, trigger: dict, only: int | None = None) -> list:  # noqa: ANN001
+    """The clickstream gold queries (or the `only`-th) over the silver table at `silver`, tables under `root`."""
+    resolved, tables = clickstream(), layout(root, silver)
+    p = runner.Pipeline(resolved.spec, resolved.contract, resolved.functions, "-", "10 minutes", tables, {})
+    golds = [g for i, g in enumerate(resolved.spec.gold) if only is None or i == only]
+    for g in golds:
+        schema = p.gold_rows(g, spark.readStream.format("delta").load(silver)).schema
+        ensure_table(spark, tables.gold_table(g.name).path, StructType([f for f in schema if f.name != g.delete_flag]))
+    return [runner.start_gold(spark, p, g, trigger) for g in golds]
+
+
+def bench_gold(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: Path) -> Figure:  # noqa: ANN001
+    """P4: the clickstream gold stage (three stateful queries, MERGE) / a plain append of the same silver rows."""
+    base_root = scratch / "p4-silver"
+    silver_drain(spark, make_bronze(spark, kafka, topics, n, scratch / "p4"), base_root, None)
+    silver = str(base_root / "silver")
+    rows = count(spark, silver)
+    memory = DriverMemory(spark)
+
+    def gold(root: Path) -> None:
+        for q in start_gold(spark, silver, root, AVAILABLE_NOW):
+            q.awaitTermination()
+
+    def append(root: Path) -> None:
+        q = (spark.readStream.format("delta").load(silver).writeStream.format("delta")
+             .option("checkpointLocation", str(root / "ckpt")).trigger(availableNow=True).start(str(root / "copy")))  # fmt: skip
+        q.awaitTermination()
+
+    def run(fn: Callable[[Path], None]) -> float:
+        with scratch_dir(scratch) as root, memory.sampled():
+            start = time.perf_counter()
+            fn(root)
+            return rows / (time.perf_counter() - start)
+
+    if common.WARM_UP:
+        run(gold), run(append)
+    ours, base = timed_pairs(lambda: run(gold), lambda: run(append))
+    alone = {}  # where the time goes: each gold query on its own, records/s (full runs only)
+    for i, g in enumerate(clickstream().spec.gold if common.WARM_UP else ()):
+        alone[g.name] = round(run(lambda root, i=i: start_gold(spark, silver, root, AVAILABLE_NOW, only=i)[0].awaitTermination()))
+    return Figure.of_runs("P4", f"gold (revenue, activity, sessions; update + MERGE) / plain append of the same "
+                          f"{rows:,} silver rows", ours, base, peak_rss_mb=memory.peak_mb, target=0.5,
+                          details={"alone_records_per_s": alone})  # fmt: skip

@@ -1,0 +1,35 @@
+"""Facts read straight from a local Delta table's `_delta_log`: when each version was committed, which version
+added each data file. Used to measure how soon written rows become readable (see pipelines/bench/latency.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _commits(table: str) -> list[Path]:
+    log = Path(table.removeprefix("file:")) / "_delta_log"
+    return sorted(log.glob("[0-9]" * 20 + ".json"))
+
+
+def commit_times(table: str) -> dict[int, float]:
+    """Version -> when its log entry was written (epoch milliseconds): from then on readers see it."""
+    return {int(p.stem): p.stat().st_mtime_ns / 1e6 for p in _commits(table)}
+
+
+def file_versions(table: str) -> dict[str, int]:
+    """Data file name -> the version whose commit added it."""
+    out = {}
+    for p in _commits(table):
+        for line in p.read_text().splitlines():
+            add = json.loads(line).get("add")
+            if add:
+                out[add["path"].rsplit("/", 1)[-1]] = int(p.stem)
+    return out
+
+
+def latest_version(table: str) -> int:
+    """The newest committed version, -1 if there is none."""
+    commits = _commits(table)
+    return int(commits[-1].stem) if commits else -1

@@ -1,0 +1,48 @@
+"""Compaction (`lakepipe optimize`) and the Delta-log facts the latency benchmark reads, on real Delta tables."""
+
+from __future__ import annotations
+
+import time
+
+from pipelines.delta_log import commit_times, file_versions, latest_version
+from pipelines.layout import Table
+from pipelines.maintenance import compact, file_count
+
+
+def _appends(spark, path: str, batches: int, partitioned: bool = False) -> None:
+    for b in range(batches):
+        df = spark.createDataFrame([(b * 10 + i, f"day{i % 2}") for i in range(10)], "id long, day string")
+        writer = df.coalesce(1).write.format("delta").mode("append")
+        (writer.partitionBy("day") if partitioned else writer).save(path)
+
+
+def test_compaction_leaves_one_file_per_partition_and_the_same_rows(spark, tmp_path):
+    flat, parted = str(tmp_path / "flat"), str(tmp_path / "parted")
+    _appends(spark, flat, 6)
+    _appends(spark, parted, 5, partitioned=True)
+    before = {p: sorted(spark.read.format("delta").load(p).collect()) for p in (flat, parted)}
+    tables = [Table("flat", "gold", "t", flat), Table("parted", "silver", "t", parted),
+              Table("never_written", "gold", "t", str(tmp_path / "none"))]  # fmt: skip
+
+    done = {c.table: c for c in compact(spark, tables)}
+
+    assert set(done) == {"flat", "parted"}, "a table not written yet is skipped, not created"
+    assert (done["flat"].files_before, done["flat"].files_after) == (6, 1)
+    assert (done["parted"].files_before, done["parted"].files_after) == (10, 2), "one file per day partition"
+    assert file_count(spark, flat) == (1, done["flat"].bytes_after)
+    for p in (flat, parted):
+        assert sorted(spark.read.format("delta").load(p).collect()) == before[p], "compaction changes no row"
+
+
+def test_delta_log_names_the_version_and_commit_time_of_every_file(spark, tmp_path):
+    path = str(tmp_path / "t")
+    assert latest_version(path) == -1
+    start_ms = time.time() * 1000
+    _appends(spark, path, 3)
+
+    versions = file_versions(path)
+    by_file = {r.f: r.id // 10 for r in spark.read.format("delta").load(path).selectExpr("_metadata.file_name AS f", "id").collect()}
+    assert by_file and all(versions[f] == batch for f, batch in by_file.items()), "append b is version b"
+    times = commit_times(path)
+    assert latest_version(path) == 2 and sorted(times) == [0, 1, 2]
+    assert start_ms - 1000 <= times[0] <= times[1] <= times[2] <= time.time() * 1000
