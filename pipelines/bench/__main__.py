@@ -21,68 +21,73 @@ from pipelines.jars import PROJECT_DIR
 from pipelines.session import get_spark, stop_spark
 
 SIZES = {  # records (seconds of measured load for L1)
-    "quick": {"repeats": 1, "P1": 20_000, "P2": 50_000, "P3": 10_000, "P4": 10_000, "L1": 5,
+    "quick": {"repeats": 1, "P1": 20_000, "P2": 30_000, "P3": 10_000, "P4": 5_000, "L1": 5,
               "S1": (25_000, 50_000, 100_000), "S1e": (5_000, 10_000)},
     "full": {"repeats": 3, "P1": 300_000, "P2": 2_000_000, "P3": 50_000, "P4": 50_000, "L1": 30,
              "S1": (500_000, 1_000_000, 2_000_000), "S1e": (25_000, 50_000, 100_000)},
 }  # fmt: skip
-FIGURES = ("P1", "P2", "P3", "L1", "P4", "S1")
+FIGURES = ("P1", "P2", "P3", "L1", "L1e", "P4", "S1", "S1e")
+QUICK_FIGURES = ("P1", "P2", "P3", "L1e", "P4", "S1")  # under 5 minutes on 2 cores
 
 
 def timed(fn: Callable[[], Figure | list[Figure]]) -> list[Figure]:
     start = time.perf_counter()
     out = fn()
     figures = out if isinstance(out, list) else [out]
-    for f in figures:
-        f.seconds = (time.perf_counter() - start) / len(figures)
+    for f in figures:  # figures measured together share the time, unless they timed themselves
+        f.seconds = f.seconds or (time.perf_counter() - start) / len(figures)
     return figures
 
 
 def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
     size = SIZES["quick" if quick else "full"]
     common.REPEATS, common.WARM_UP = size["repeats"], not quick
-    latency.WARMUP_SECONDS = 5 if quick else 10
+    latency.WARMUP_SECONDS = 3 if quick else 10
     scratch = Path(settings.lake_root) / "_bench"
     scratch.mkdir(parents=True, exist_ok=True)
     topics = Topics(settings.kafka)
     figures: list[Figure] = []
+    rates: dict[str, float] = {}
     try:
         if "P1" in only:
             figures += timed(lambda: bench_producer(settings.kafka, topics, size["P1"], scratch))
         spark = get_spark(settings.spark, "lakepipe-bench")
         try:
-            needs_rates = "L1" in only
-            if "P2" in only or needs_rates:
+            if {"P2", "L1"} & only:
                 figures += timed(lambda: bench_bronze(spark, settings.kafka, topics, size["P2"], scratch))
-            if "P3" in only or needs_rates:
+                rates["L1"] = figures[-1].ours / 2  # half the highest bronze rate
+            if {"P3", "L1e"} & only:
                 figures += timed(lambda: bench_quality(spark, settings.kafka, topics, size["P3"], scratch))
-            if needs_rates:
-                rates = (figures[-2].ours / 2, figures[-1].ours / 2)  # half the highest bronze and silver rates
-                figures += timed(lambda: bench_latency(spark, settings, topics, rates, size["L1"], scratch))
-                files = files_after_long_run(spark, settings, Path(figures[-1].details["root"]))
+                rates["L1e"] = figures[-1].ours / 2  # half the highest silver rate
+            if {"L1", "L1e"} & only:
+                chosen = {k: v for k, v in rates.items() if k in only}
+                figures += timed(lambda: bench_latency(spark, settings, topics, chosen, size["L1"], scratch))
+            if "L1e" in only:
+                l1e = next(f for f in figures if f.name == "L1e")
+                l1e.details["files"] = files_after_long_run(spark, settings, Path(l1e.details["root"]))
             if "P4" in only:
                 figures += timed(lambda: bench_gold(spark, settings.kafka, topics, size["P4"], scratch))
             if "S1" in only:
                 figures += timed(lambda: bench_growth(spark, settings, topics, size["S1"], scratch))
+            if "S1e" in only:
                 figures += timed(lambda: bench_growth_pipeline(spark, settings, topics, size["S1e"], scratch))
-            if needs_rates:
-                next(f for f in figures if f.name == "L1e").details["files"] = files
         finally:
             stop_spark(spark)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         topics.delete_all()
-    command = "make bench" + (" QUICK=1" if quick else "") + ("" if only == set(FIGURES) else f" ONLY={','.join(sorted(only))}")
+    default = set(QUICK_FIGURES if quick else FIGURES)
+    command = "make bench" + (" QUICK=1" if quick else "") + ("" if only == default else f" ONLY={','.join(sorted(only))}")
     return report(figures, machine(), command, PROJECT_DIR / "bench-results", common.REPEATS)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="lakepipe benchmarks (not tests: they never fail the suite)")
-    parser.add_argument("--quick", action="store_true", help="small sizes, one run per side: a smoke run, under 5 minutes")
+    parser.add_argument("--quick", action="store_true", help=f"small sizes, one run per side, {', '.join(QUICK_FIGURES)} only: a smoke run, under 5 minutes")
     parser.add_argument("--only", help=f"comma-separated figures among {', '.join(FIGURES)} (default: all)")
     parser.add_argument("--env", help="environment (default: local)")
     args = parser.parse_args()
-    only = set(args.only.split(",")) if args.only else set(FIGURES)
+    only = set(args.only.split(",")) if args.only else set(QUICK_FIGURES if args.quick else FIGURES)
     if unknown := only - set(FIGURES):
         parser.error(f"unknown figure(s) {', '.join(sorted(unknown))}: choose among {', '.join(FIGURES)}")
     settings = load_settings(args.env)

@@ -7,13 +7,14 @@ simulator adds: event generation (P1b) and, for P1, also the Python client again
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
 from pathlib import Path
 
 from pipelines.bench import common
-from pipelines.bench.common import PRODUCER_CONF, Figure, Topics, produce, timed_pairs
+from pipelines.bench.common import PRODUCER_CONF, Figure, RssSampler, Topics, produce
 from pipelines.config import KafkaSettings
 from pipelines.errors import LakepipeError
 from pipelines.jars import PROJECT_DIR
@@ -61,13 +62,18 @@ def bench_producer(kafka: KafkaSettings, topics: Topics, n: int, scratch: Path) 
     if common.WARM_UP:
         simulate(kafka, topics.new("warm"), min(n, 5000))
         produce(kafka, topics.new("warm"), events[: min(n, 5000)])
-    ours, base = timed_pairs(lambda: simulate(kafka, topics.new("p1"), n),
-                             lambda: producer_perf(kafka, topics.new("p1"), n, payload_file))  # fmt: skip
-    bare_ours, bare = timed_pairs(lambda: simulate(kafka, topics.new("p1b"), n),
-                                  lambda: produce(kafka, topics.new("p1b"), events))  # fmt: skip
+    sides = {"simulator": lambda: simulate(kafka, topics.new("p1"), n),
+             "perf tool": lambda: producer_perf(kafka, topics.new("p1"), n, payload_file),
+             "bare loop": lambda: produce(kafka, topics.new("p1b"), events)}  # fmt: skip
+    runs: dict[str, list[float]] = {name: [] for name in sides}
+    with RssSampler(os.getpid()) as rss:  # no Spark here: the Python process that runs the simulator
+        for i in range(common.REPEATS):  # each repeat in another order
+            for name in list(sides)[i % 3 :] + list(sides)[: i % 3]:
+                runs[name].append(sides[name]())
+    ours, base, bare = runs["simulator"], runs["perf tool"], runs["bare loop"]
     return [
         Figure.of_runs("P1", f"simulator / Kafka ProducerPerformance (Java), same {n:,} values of {size:.0f} B",
-                       ours, base, target=0.5),  # fmt: skip
+                       ours, base, target=0.5, peak_rss_mb=rss.peak_kb / 1024),  # fmt: skip
         Figure.of_runs("P1b", f"simulator / bare confluent-kafka loop sending the same {n:,} pre-made records",
-                       bare_ours, bare, target=0.7),  # fmt: skip
+                       ours, bare, target=0.7, peak_rss_mb=rss.peak_kb / 1024),  # fmt: skip
     ]

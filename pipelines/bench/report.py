@@ -33,7 +33,7 @@ def machine() -> dict:
 
 
 def _main_table(figures: list[Figure]) -> list[str]:
-    lines = ["| figure | what | ours | baseline | ratio | target | driver peak RSS | took |",
+    lines = ["| figure | what | ours | baseline | ratio | target | peak RSS (driver) | took |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for f in figures:
         rss = f"{f.peak_rss_mb:,.0f} MB" if f.peak_rss_mb else "-"
