@@ -1,8 +1,11 @@
 """L1: how long a record takes from the producer's send to being readable in bronze, silver and gold.
 
-Records are sent at a fixed rate (half the highest sustained bronze rate, measured by P2) to a fresh topic
-while the whole clickstream pipeline runs continuously (every query with the same trigger as the baseline:
-as soon as the previous micro-batch ends). Then the same for the minimal job (kafka -> cast value -> delta).
+Records are sent at a fixed rate to a fresh topic while queries run continuously, each with the minimal job's
+default trigger (the next micro-batch as soon as the previous one ends); then the same load for the minimal
+job (kafka -> cast value -> delta) alone:
+- L1: our bronze query alone, at half the highest bronze rate (P2's drain rate);
+- L1e: the whole clickstream pipeline (bronze, silver with its suite, three gold queries), at half the highest
+  silver rate (P3's): at L1's rate silver could not keep up, and latency would only measure a growing backlog.
 
 - Send time: the Kafka record's CreateTime, set by the producer in `produce()` (kept in bronze and silver).
 - Readable in bronze and silver: the time the Delta commit that added the row's file was written (the
@@ -49,7 +52,7 @@ def pipeline_settings(settings: Settings, root: Path, topic: str, trigger: str) 
 
 
 class PacedSender(threading.Thread):
-    """Sends `values` at `rate` records/s from a thread; `sent_at[i]` is when record i was handed over."""
+    """Sends `values` at `rate` records/s from a thread (Kafka stamps each with its CreateTime)."""
 
     def __init__(self, kafka: KafkaSettings, topic: str, values: list[bytes], rate: float) -> None:
         super().__init__(daemon=True)

@@ -17,17 +17,16 @@ L1_TARGETS_MS = {"bronze": 2000, "silver": None, "gold": 5000}
 
 
 def machine() -> dict:
-    import confluent_kafka
-    import pyspark
+    from importlib.metadata import version
 
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
     mem_kb = int(next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")).split()[1])
     return {
         "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024**2, 1), "java": java,
-        "python": platform.python_version(), "pyspark": pyspark.__version__,
+        "python": platform.python_version(),
+        **{name: version(name) for name in ("pyspark", "delta-spark", "confluent-kafka", "great-expectations", "pandas")},
         "delta_jvm": sorted(p.name for p in (PROJECT_DIR / ".jars" / "spark").glob("delta-spark_*.jar")),
         "kafka_broker": sorted(p.name for p in (PROJECT_DIR / ".jars" / "kafka").glob("kafka_2.13-*.jar")),
-        "confluent_kafka": confluent_kafka.version()[0],
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
 
