@@ -21,8 +21,8 @@ from pipelines.jars import PROJECT_DIR
 from pipelines.session import get_spark, stop_spark
 
 SIZES = {  # records (seconds of measured load for L1)
-    "quick": {"repeats": 1, "P1": 20_000, "P2": 30_000, "P3": 10_000, "P4": 5_000, "L1": 5,
-              "S1": (25_000, 50_000, 100_000), "S1e": (5_000, 10_000)},
+    "quick": {"repeats": 1, "P1": 20_000, "P2": 30_000, "P3": 5_000, "P4": 5_000, "L1": 3,
+              "S1": (10_000, 20_000, 40_000), "S1e": (5_000, 10_000)},
     "full": {"repeats": 3, "P1": 300_000, "P2": 2_000_000, "P3": 50_000, "P4": 50_000, "L1": 30,
              "S1": (500_000, 1_000_000, 2_000_000), "S1e": (25_000, 50_000, 100_000)},
 }  # fmt: skip
@@ -42,7 +42,7 @@ def timed(fn: Callable[[], Figure | list[Figure]]) -> list[Figure]:
 def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
     size = SIZES["quick" if quick else "full"]
     common.REPEATS, common.WARM_UP = size["repeats"], not quick
-    latency.WARMUP_SECONDS = 3 if quick else 10
+    latency.WARMUP_SECONDS = 0 if quick else 10
     scratch = Path(settings.lake_root) / "_bench"
     scratch.mkdir(parents=True, exist_ok=True)
     topics = Topics(settings.kafka)
