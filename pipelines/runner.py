@@ -162,18 +162,16 @@ def prepare_tables(spark: SparkSession, settings: Settings, p: Pipeline, _done: 
 
 
 def run(spark: SparkSession, settings: Settings, names: Sequence[str], once: bool) -> RunResult:
-    trigger = {"availableNow": True} if once else {"processingTime": settings.streaming.trigger_interval}
-    stages = _stages(spark, settings, names, trigger)
     result = RunResult()
     if once:
-        for stage in stages:
+        for stage in _stages(spark, settings, names, {"availableNow": True}):
             start = time.perf_counter()
             queries = [start_query() for start_query in stage]
             _await_all(queries, result)
             result.stage_seconds.append(round(time.perf_counter() - start, 3))
     else:
-        queries = [start() for stage in stages for start in stage]
-        _await_until_stopped(spark, queries, result)
+        trigger = {"processingTime": settings.streaming.trigger_interval}
+        _await_until_stopped(spark, start_all(spark, settings, names, trigger), result)
     return result
 
 
