@@ -218,8 +218,7 @@ def measure_bronze(spark, kafka: KafkaSettings, topics: Topics, rate: float, sec
     """Our bronze query alone, or the minimal job (kafka -> CAST(value AS STRING), plus the send time)."""
     topic = topics.new("l1")
     if minimal:
-        rows = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", kafka.bootstrap_servers)
-                .option("subscribe", topic).option("startingOffsets", "earliest").load())  # fmt: skip
+        rows = stages.minimal_source(spark, kafka, topic)
         q = continuous(rows.selectExpr("CAST(value AS STRING) AS value", "timestamp AS kafka_timestamp"), root, "minimal")
     else:
         q = stages.start_bronze_table(spark, kafka, topic, root, {"processingTime": "0 seconds"})

@@ -65,13 +65,15 @@ def drain_ours(spark, kafka: KafkaSettings, topic: str, root: Path) -> Path:  # 
     return root / "bronze"
 
 
+def minimal_source(spark, kafka: KafkaSettings, topic: str):  # noqa: ANN001, ANN201
+    """The minimal documented Kafka source: bootstrap servers, topic, from the earliest offset."""
+    return (spark.readStream.format("kafka").option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+            .option("subscribe", topic).option("startingOffsets", "earliest").load())  # fmt: skip
+
+
 def drain_minimal(spark, kafka: KafkaSettings, topic: str, root: Path) -> Path:  # noqa: ANN001
     q = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
-        .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
-        .load()
+        minimal_source(spark, kafka, topic)
         .selectExpr("CAST(value AS STRING) AS value")
         .writeStream.format("delta")
         .option("checkpointLocation", str(root / "ckpt"))
