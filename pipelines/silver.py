@@ -2,19 +2,24 @@
 
 Each micro-batch of bronze is parsed (`pipelines.validation`) and checked against the row-level rules of the
 pipeline's expectation suite (`pipelines.quality`), then every record gets one outcome:
-- `silver`: valid, and the first time its dedup key is seen (silver itself is the dedup state, so a
-  re-send is caught whatever its delay, across restarts and replays);
+- `silver`: valid, and the first copy of its dedup key. Silver itself is the dedup state, read only around
+  the batch's event times (`pipelines.dedup`): an exact re-send carries its first copy's event time, so it is
+  caught whatever its delay, across restarts and replays; a copy with other content is caught when its
+  event time is within the spec's `dedup_horizon` (default 1 hour) of the first copy's;
 - `exact_duplicate`: the same key with the same payload as the first copy: counted, not stored again;
 - `quarantine`: invalid (with every reason: contract codes and quarantine rules' names), or the same key
   with a different payload (`duplicate_conflict`; the first copy wins: the one already in silver, else the
   earliest by Kafka timestamp, partition and offset);
 - `dropped`: valid but broken a rule whose action is `drop`: counted, not stored.
 A broken `fail` rule (row or batch level) stops the query before anything of the batch is written except its
-quality results. The writes of a batch (quality results, audit row, quarantine, silver) are idempotent Delta
-appends keyed by the query's id and the batch id, so a batch re-run after a crash writes nothing twice.
+quality results. The writes of a batch (quality results, audit row, quarantine, silver) are exactly-once Delta
+appends keyed by the query's id and the batch id (`BatchAppender`), so a batch re-run after a crash writes
+nothing twice.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -22,8 +27,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
+from pipelines import durations
 from pipelines.contract import Contract
-from pipelines.delta_io import append_once, checkpoint_query_id, ensure_table
+from pipelines.dedup import existing_rows
+from pipelines.delta_io import BatchAppender, checkpoint_query_id, ensure_table
 from pipelines.errors import QualityFailedError
 from pipelines.layout import PipelineLayout
 from pipelines.quality.batch_rules import BatchValidator
@@ -147,7 +154,14 @@ def to_quarantine_rows(classified: DataFrame, contract: Contract, spec: Pipeline
 
 
 class SilverBatchWriter:
-    """The foreachBatch function of the silver query."""
+    """The foreachBatch function of the silver query.
+
+    A light job finds the hours the batch's event times fall in, so that the dedup lookup reads only the silver
+    rows around them (`pipelines.dedup`); one pass then parses, checks and classifies the batch (kept in
+    memory for the counts, the quality rules and the writes). The batch's writes then go
+    to their tables side by side, each an exactly-once append (`BatchAppender`); the silver commit also
+    carries the batch's counts in its userMetadata.
+    """
 
     def __init__(
         self, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, checkpoint: str,
@@ -160,35 +174,55 @@ class SilverBatchWriter:
         self.suite = suite
         self.query_name = query_name
         self.validator = BatchValidator(suite) if suite is not None else None
+        self.horizon_s = int(durations.seconds(spec.dedup_horizon))
         self._query_id: str | None = None
+        self._appender: BatchAppender | None = None
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="silver-write")
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
-        if self._query_id is None:
+        if self._appender is None:
             self._query_id = checkpoint_query_id(spark, self.checkpoint)
+            self._appender = BatchAppender(spark, self.checkpoint)
         app_id = f"silver-{self._query_id}"
         key = self.spec.dedup_key
-        existing = spark.read.format("delta").load(self.layout.silver.path).select(key, "payload_hash")
-        classified = classify_validated(validate(batch, self.contract, self.suite), existing, key)
-        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+        event_time = self.contract.field(self.spec.event_time)
+        raw = batch.persist(StorageLevel.MEMORY_AND_DISK)  # read from bronze once (and counted once by Spark)
+        classified = None
         try:
+            existing = existing_rows(spark, self.layout.silver.path, raw, event_time, key, self.horizon_s)
+            validated = validate(raw, self.contract, self.suite)
+            classified = classify_validated(validated, existing, key).persist(StorageLevel.MEMORY_AND_DISK)
             counts, rule_counts, checked = self._count(classified)
+            raw.unpersist()
             silver = to_silver_rows(classified, self.contract, self.spec)
-            failures = self._check_quality(spark, classified, silver, batch_id, rule_counts, checked)
+            quality, failures = self._check_quality(spark, classified, silver, batch_id, rule_counts, checked)
+            append = self._appender.append
             if failures:
+                if quality is not None:
+                    append(quality, self.layout.quality.path, f"quality-{self._query_id}", batch_id)
                 raise QualityFailedError(f"{self.spec.name} silver batch {batch_id}: " + "; ".join(failures))
+            facts = {"bronze_records": sum(counts.values()), **{f"{o}_records": counts[o] for o in OUTCOMES}}
             audit = spark.createDataFrame(
                 [(app_id, batch_id, sum(counts.values()), *[counts[o] for o in OUTCOMES])],
                 "query_id string, batch_id long, bronze_records long, silver_records long, "
                 "quarantined_records long, exact_duplicates long, dropped_records long",
             ).withColumn("processed_at", F.current_timestamp())
-            append_once(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True)
-            if counts[QUARANTINE]:  # an empty append still costs a Delta commit (~1.5 s on 2 cores)
+            writes = [
+                lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True),
+                lambda: append(silver, self.layout.silver.path, app_id, batch_id, merge_schema=True, facts=facts),
+            ]
+            if quality is not None:
+                writes.append(lambda: append(quality, self.layout.quality.path, f"quality-{self._query_id}", batch_id))
+            if counts[QUARANTINE]:  # an empty append still costs a Delta commit
                 quarantined = to_quarantine_rows(classified, self.contract, self.spec)
-                append_once(quarantined, self.layout.quarantine.path, app_id, batch_id)
-            append_once(silver, self.layout.silver.path, app_id, batch_id, merge_schema=True)
+                writes.append(lambda: append(quarantined, self.layout.quarantine.path, app_id, batch_id))
+            for done in [self._pool.submit(w) for w in writes]:
+                done.result()  # the first failure fails the batch; a re-run skips what was written
         finally:
-            classified.unpersist()
+            raw.unpersist()
+            if classified is not None:
+                classified.unpersist()
 
     def _count(self, classified: DataFrame) -> tuple[dict[str, int], list[int], int]:
         """Rows per outcome, rows breaking each row rule, and rows the rules were checked on: one pass."""
@@ -202,10 +236,10 @@ class SilverBatchWriter:
 
     def _check_quality(
         self, spark, classified: DataFrame, silver: DataFrame, batch_id: int, rule_counts: list[int], checked: int
-    ) -> list[str]:
-        """Record this batch's quality results (once) and return a message per broken `fail` rule."""
+    ) -> tuple[DataFrame | None, list[str]]:
+        """This batch's quality results (a frame to write once), and a message per broken `fail` rule."""
         if self.suite is None:
-            return []
+            return None, []
         results = [
             ResultRow(r.name, r.type, r.action, row_rule_success(n, checked, r.kwargs.get("mostly")), checked, n,
                       None if not checked else str(round(n / checked, 6)))
@@ -221,8 +255,7 @@ class SilverBatchWriter:
                     failures.append(f"quality rule '{b.rule.name}' ({b.rule.type}) failed: observed {b.observed_value}")
         frame = results_frame(spark, self.spec.name, self.layout.silver.name, self._query_id, self._run_id(spark),
                               batch_id, results)  # fmt: skip
-        append_once(frame, self.layout.quality.path, f"quality-{self._query_id}", batch_id)
-        return failures
+        return frame, failures
 
     def _row_failure(self, classified: DataFrame, rule: Rule, broken: int) -> str:
         """The rule, how many rows broke it, and the first 5: Kafka coordinates and the values it checks."""

@@ -94,6 +94,7 @@ class PipelineSpec:
     event_time: str
     dedup_key: str
     watermark: str | None = None  # default: the environment's streaming.watermark
+    dedup_horizon: str = "1 hour"  # a conflicting copy is caught when event times are closer (pipelines.dedup)
     partition_by: tuple[str, ...] = ("event_date",)
     gold: tuple[GoldSpec, ...] = ()
     quality: QualitySpec | None = None
@@ -102,6 +103,7 @@ class PipelineSpec:
     def __post_init__(self) -> None:
         if self.watermark is not None:
             durations.seconds(self.watermark)
+        durations.seconds(self.dedup_horizon)
         names = [g.name for g in self.gold]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -11,23 +11,24 @@ from pathlib import Path
 from pipelines import kafka_admin
 from pipelines.bench.common import Figure, Topics
 from pipelines.bench import common, latency
-from pipelines.bench.growth import bench_growth, bench_growth_pipeline, files_after_long_run
+from pipelines.bench.growth import bench_growth, bench_growth_pipeline, bench_silver_growth, files_after_long_run
 from pipelines.bench.latency import bench_latency
 from pipelines.bench.producer import bench_producer
 from pipelines.bench.report import machine, report
-from pipelines.bench.stages import bench_bronze, bench_gold, bench_quality
+from pipelines.bench.stages import bench_bronze, bench_gold, bench_quality, bench_typed
+from pipelines.bench.sustained import bench_sustained
 from pipelines.config import Settings, load_settings
 from pipelines.jars import PROJECT_DIR
 from pipelines.session import get_spark, stop_spark
 
-SIZES = {  # records (seconds of measured load for L1)
+SIZES = {  # records (seconds of measured load for L1; S2: new events, rows already in silver)
     "quick": {"repeats": 1, "P1": 20_000, "P2": 30_000, "P3": 5_000, "P4": 5_000, "L1": 3,
-              "S1": (10_000, 20_000, 40_000), "S1e": (5_000, 10_000)},
+              "S1": (10_000, 20_000, 40_000), "S1e": (5_000, 10_000), "S2": (5_000, 500_000)},
     "full": {"repeats": 3, "P1": 300_000, "P2": 2_000_000, "P3": 50_000, "P4": 50_000, "L1": 30,
-             "S1": (500_000, 1_000_000, 2_000_000), "S1e": (25_000, 50_000, 100_000)},
+             "S1": (500_000, 1_000_000, 2_000_000), "S1e": (25_000, 50_000, 100_000), "S2": (50_000, 10_000_000)},
 }  # fmt: skip
-FIGURES = ("P1", "P2", "P3", "L1", "L1e", "P4", "S1", "S1e")
-QUICK_FIGURES = ("P1", "P2", "P3", "L1e", "P4", "S1")  # under 5 minutes on 2 cores
+FIGURES = ("P1", "P2", "P3", "P5", "E1", "L1", "L1e", "P4", "S1", "S1e", "S2")
+QUICK_FIGURES = ("P1", "P2", "P3", "P5", "L1e", "P4", "S1")  # a few minutes on 2 cores
 
 
 def timed(fn: Callable[[], Figure | list[Figure]]) -> list[Figure]:
@@ -56,9 +57,14 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
             if {"P2", "L1"} & only:
                 figures += timed(lambda: bench_bronze(spark, settings.kafka, topics, size["P2"], scratch))
                 rates["L1"] = figures[-1].ours / 2  # half the highest bronze rate
-            if {"P3", "L1e"} & only:
+            if "P3" in only or ("L1e" in only and "E1" not in only):
                 figures += timed(lambda: bench_quality(spark, settings.kafka, topics, size["P3"], scratch))
-                rates["L1e"] = figures[-1].ours / 2  # half the highest silver rate
+                rates["L1e"] = figures[-1].ours / 2  # half the highest silver rate, unless E1 runs
+            if "P5" in only:
+                figures += timed(lambda: bench_typed(spark, settings.kafka, topics, size["P3"], scratch))
+            if "E1" in only:
+                figures += timed(lambda: bench_sustained(spark, settings, topics, scratch, quick))
+                rates["L1e"] = max(figures[-1].ours, 1_000) / 2  # half the highest sustained rate
             if {"L1", "L1e"} & only:
                 chosen = {k: v for k, v in rates.items() if k in only}
                 figures += timed(lambda: bench_latency(spark, settings, topics, chosen, size["L1"], scratch))
@@ -71,6 +77,8 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
                 figures += timed(lambda: bench_growth(spark, settings, topics, size["S1"], scratch))
             if "S1e" in only:
                 figures += timed(lambda: bench_growth_pipeline(spark, settings, topics, size["S1e"], scratch))
+            if "S2" in only:
+                figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2"], scratch))
         finally:
             stop_spark(spark)
     finally:

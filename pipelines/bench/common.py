@@ -57,16 +57,21 @@ class Figure:
                    baseline_runs=tuple(base), **kw)  # type: ignore[arg-type]  # fmt: skip
 
 
-def payloads(n: int, seed: int = 1) -> list[bytes]:
+def payloads(n: int, seed: int = 1, event_times: tuple[dt.datetime, float] | None = None) -> list[bytes]:
     """n distinct clickstream events of about 500 bytes (the contract's fields, realistic URLs).
 
-    A pool of generated events, each copy with its own event id, so dedup keeps every record.
+    A pool of generated events, each copy with its own event id, so dedup keeps every record. With
+    `event_times=(start, per_second)`, record i happens at start + i / per_second (a stream moving forward,
+    so no record is late for gold's watermark however long the run).
     """
     gen = ClickstreamGenerator(seed=seed, start=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     pool = [gen.next_event().payload() for _ in range(min(n, 20_000))]
     out = []
     for i in range(n):
         p = dict(pool[i % len(pool)], event_id=f"bench-{i:012d}")
+        if event_times:
+            at = event_times[0] + dt.timedelta(seconds=i / event_times[1])
+            p["event_time"] = at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         campaign = f"utm_source=newsletter&utm_medium=email&utm_campaign=winter-sale-{i % 97:02d}&utm_content=hero"
         p["page_url"] = f"https://shop.example.com{p.get('page_url') or '/'}?{campaign}"
         p["referrer"] = f"https://www.search.example.com/search?q=winter+coat+{i % 1013}&source=hp&ei=" + "x" * 60

@@ -5,22 +5,31 @@
 - S1e: the whole clickstream pipeline (`run --once`: bronze, then silver with its quality suite, then gold)
   over smaller backlogs (silver and gold take ~2k records/s on 2 cores, so 2M records would take most of an
   hour); per stage and in all, one drain per size.
+- S2: silver's cost as silver grows: one `--once` silver run (with its suite) over the same 50,000 new
+  events into a silver table that already holds ~10M rows (written directly, event times spread over the 90
+  days up to the new events' day) / into an empty one. The full table is restored to its pre-run version
+  after each run, so every run meets the same table.
 - Files: the tables that L1e's continuous run left, counted in files, compacted with OPTIMIZE, counted again.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import statistics
 import time
 from pathlib import Path
 
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
 from pipelines import runner
-from pipelines.bench import common
+from pipelines.bench import common, stages
 from pipelines.bench.common import DriverMemory, Figure, Topics, scratch_dir
 from pipelines.bench.latency import pipeline_settings
 from pipelines.bench.stages import drain_ours
-from pipelines.config import Settings
+from pipelines.config import KafkaSettings, Settings
 from pipelines.maintenance import compact
+from pipelines.silver import ensure_silver_tables, silver_schema
 
 STAGES = ("bronze", "silver", "gold")
 
@@ -74,6 +83,58 @@ def bench_growth_pipeline(spark, settings: Settings, topics: Topics, sizes: tupl
                     | {f"{s}_us": round(t / n * 1e6, 1) for s, t in zip(STAGES, seconds)}
                     | {"total_us": round(sum(seconds) / n * 1e6, 1)})  # fmt: skip
     return _flatness("S1e", "whole pipeline --once", rows, memory, "total_us")
+
+
+DAYS = 90
+
+
+def fill_silver(spark, path: str, rows: int, last_day: dt.date) -> None:  # noqa: ANN001
+    """`rows` silver rows of other events, event times spread evenly over the DAYS days up to `last_day`."""
+    resolved = stages.clickstream()
+    schema = silver_schema(resolved.contract)
+    ensure_silver_tables(spark, resolved.contract, resolved.spec, stages.layout(Path(path).parent, path))
+    span = DAYS * 86400
+    end = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp()
+    base = spark.range(rows).select(
+        F.format_string("old-%012d", "id").alias("event_id"),
+        F.timestamp_seconds(F.lit(end - span) + (F.col("id") * 7919 % span)).alias("event_time"),
+        F.format_string("user-%d", F.col("id") % 50_000).alias("user_id"),
+        F.format_string("session-%d", F.col("id") % 400_000).alias("session_id"),
+        F.lit("page_view").alias("event_type"), F.lit("/products/p-1").alias("page_url"), F.lit("desktop").alias("device"),
+        F.lit("US").alias("country"), F.sha2(F.col("id").cast("string"), 256).alias("payload_hash"),
+        F.lit("bench.s2").alias("topic"), F.lit(0).alias("partition"), F.col("id").alias("offset"),
+        F.current_timestamp().alias("kafka_timestamp"), F.current_timestamp().alias("silver_time"),
+        F.array().cast("array<string>").alias("warnings"),
+    ).withColumn("event_date", F.to_date("event_time"))
+    filled = base.select(*[(F.col(f.name) if f.name in base.columns else F.lit(None)).cast(f.dataType).alias(f.name)
+                           for f in schema.fields])  # fmt: skip
+    filled.write.format("delta").mode("append").save(path)
+
+
+def bench_silver_growth(spark, kafka: KafkaSettings, topics: Topics, n: int, rows: int, scratch: Path) -> Figure:  # noqa: ANN001
+    """S2: the same n new events through silver into a table of `rows` rows / into an empty table."""
+    suite = stages.clickstream().suite
+    bronze = stages.make_bronze(spark, kafka, topics, n, scratch / "s2")
+    newest = spark.read.format("delta").load(bronze).select(F.max(F.to_date(
+        F.get_json_object(F.col("value").cast("string"), "$.event_time").cast("timestamp")))).first()[0]  # fmt: skip
+    full = str(scratch / "s2-full" / "silver")
+    fill_silver(spark, full, rows, newest)
+    before = DeltaTable.forPath(spark, full).history(1).first().version
+    memory = DriverMemory(spark)
+
+    def run(filled: bool) -> float:
+        with scratch_dir(scratch) as root, memory.sampled():
+            elapsed = stages.silver_drain(spark, bronze, root, suite, full if filled else None)
+            if filled:
+                DeltaTable.forPath(spark, full).restoreToVersion(before)
+            return elapsed
+
+    if common.WARM_UP:
+        run(True), run(False)
+    ours, base = common.timed_pairs(lambda: run(True), lambda: run(False))
+    return Figure.of_runs("S2", f"silver --once over the same {n:,} new events: into {rows:,} rows over {DAYS} days / "
+                          "into an empty table (lower is better)", ours, base, unit="s", lower_is_better=True,
+                          peak_rss_mb=memory.peak_mb, target=1.2)  # fmt: skip
 
 
 def files_after_long_run(spark, settings: Settings, l1_root: Path) -> list[dict]:  # noqa: ANN001

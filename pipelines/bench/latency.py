@@ -58,6 +58,7 @@ class PacedSender(threading.Thread):
         super().__init__(daemon=True)
         self.kafka, self.topic, self.values, self.rate = kafka, topic, values, rate
         self.started = self.ended = 0.0
+        self.sent = 0  # records handed to the producer so far
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -75,6 +76,7 @@ class PacedSender(threading.Thread):
                     except BufferError:
                         producer.poll(0.01)
                 producer.poll(0)
+                self.sent = i + 1
             self.ended = time.time()
             if producer.flush(120):
                 raise LakepipeError("records still unsent after 120 s")

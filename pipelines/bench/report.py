@@ -37,7 +37,8 @@ def _main_table(figures: list[Figure]) -> list[str]:
     for f in figures:
         rss = f"{f.peak_rss_mb:,.0f} MB" if f.peak_rss_mb else "-"
         target = "-" if f.target is None else (f"<= {f.target}" if f.lower_is_better else f">= {f.target}")
-        lines.append(f"| {f.name} | {f.what} | {f.ours:,.0f} {f.unit} | {f.baseline:,.0f} {f.unit} | "
+        digits = 1 if f.unit == "s" else 0
+        lines.append(f"| {f.name} | {f.what} | {f.ours:,.{digits}f} {f.unit} | {f.baseline:,.{digits}f} {f.unit} | "
                      f"{f.ratio:.2f} | {target} | {rss} | {f.seconds:.0f} s |")  # fmt: skip
     return lines
 
@@ -89,6 +90,10 @@ def report(figures: list[Figure], info: dict, command: str, out_dir: Path, repea
         if f.details.get("alone_records_per_s"):
             lines += ["", f"{f.name}: each gold query alone, records/s: "
                       + ", ".join(f"{k} {v:,}" for k, v in f.details["alone_records_per_s"].items())]
+        if f.details.get("trials"):
+            lines += ["", f"{f.name} trials (rate sent, sustained, backlog slope per stage in records/s over the window):", ""]
+            lines += [f"- {t['rate']:,}/s: {'sustained' if t['sustained'] else 'NOT sustained'}; "
+                      + ", ".join(f"{k} {v:+,.0f}" for k, v in t["slopes"].items()) for t in f.details["trials"]]
         if f.details.get("files"):
             lines += _files_table(f.details["files"])
     text = "\n".join(lines)

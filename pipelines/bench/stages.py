@@ -4,6 +4,9 @@
   (readStream kafka -> CAST(value AS STRING) -> writeStream delta, AvailableNow), same backlog.
 - P3 silver: our silver query over one bronze table with the clickstream expectation suite (row rules in the
   parsing pass, batch rules through Great Expectations) / the same query with no suite.
+- P5 silver: our silver query without a suite (exact JSON types, every reason, extra fields, dedup with
+  conflicts, quarantine, audit) / the minimal typed silver job (bronze Delta -> from_json with the contract's
+  schema -> dropDuplicatesWithinWatermark on the dedup key -> Delta append), same bronze table.
 - P4 gold: the clickstream gold queries (windowed aggregates and sessions, update mode + MERGE) over one
   silver table / a plain streaming append of the same silver rows to Delta.
 """
@@ -15,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from pipelines import runner
@@ -105,9 +109,10 @@ def bench_bronze(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: P
                           ours, base, peak_rss_mb=memory.peak_mb, target=0.9)  # fmt: skip
 
 
-def silver_drain(spark, bronze: str, root: Path, suite) -> float:  # noqa: ANN001
-    """Our silver query over a bronze table into `root`, once (AvailableNow); seconds taken."""
-    resolved, tables = clickstream(), layout(root)
+def silver_drain(spark, bronze: str, root: Path, suite, silver: str | None = None) -> float:  # noqa: ANN001
+    """Our silver query over a bronze table into `root` (silver at `silver` if given), once (AvailableNow);
+    seconds taken."""
+    resolved, tables = clickstream(), layout(root, silver)
     ensure_silver_tables(spark, resolved.contract, resolved.spec, tables)
     checkpoint = tables.checkpoint("silver")
     writer = SilverBatchWriter(resolved.contract, resolved.spec, tables, checkpoint, suite, "bench.silver")
@@ -140,6 +145,41 @@ def bench_quality(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: 
     rules = f"{len(suite.row_rules)} row + {len(suite.batch_rules)} batch rules"
     return Figure.of_runs("P3", f"silver with the clickstream suite ({rules}) / silver without checks, {n:,} records",
                           ours, base, peak_rss_mb=memory.peak_mb, target=0.8)  # fmt: skip
+
+
+def drain_typed_minimal(spark, bronze: str, root: Path) -> float:  # noqa: ANN001
+    """The minimal typed silver job over a bronze table, once (AvailableNow); seconds taken."""
+    resolved = clickstream()
+    spec, schema = resolved.spec, resolved.contract.spark_schema
+    start = time.perf_counter()
+    q = (spark.readStream.format("delta").load(bronze)
+         .select(F.from_json(F.col("value").cast("string"), schema).alias("e")).select("e.*")
+         .withWatermark(spec.event_time, "10 minutes").dropDuplicatesWithinWatermark([spec.dedup_key])
+         .writeStream.format("delta").option("checkpointLocation", str(root / "ckpt")).trigger(availableNow=True)
+         .start(str(root / "silver")))  # fmt: skip
+    q.awaitTermination()
+    return time.perf_counter() - start
+
+
+def bench_typed(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: Path) -> Figure:  # noqa: ANN001
+    """P5: our silver (no suite) / the minimal typed silver job, same bronze rows."""
+    bronze = make_bronze(spark, kafka, topics, n, scratch / "p5")
+    memory = DriverMemory(spark)
+
+    def run(drain: Callable[[Path], float]) -> float:
+        with scratch_dir(scratch) as root, memory.sampled():
+            elapsed = drain(root)
+            expect_rows(spark, root / "silver", n, "silver")
+            return n / elapsed
+
+    ours = lambda root: silver_drain(spark, bronze, root, None)  # noqa: E731
+    minimal = lambda root: drain_typed_minimal(spark, bronze, root)  # noqa: E731
+    if common.WARM_UP:
+        run(ours), run(minimal)
+    a, b = timed_pairs(lambda: run(ours), lambda: run(minimal))
+    return Figure.of_runs("P5", f"silver without a suite / minimal typed silver job (from_json, "
+                          f"dropDuplicatesWithinWatermark, append), {n:,} records", a, b,
+                          peak_rss_mb=memory.peak_mb, target=0.5)  # fmt: skip
 
 
 def start_gold(spark, silver: str, root: Path, trigger: dict, only: int | None = None) -> list:  # noqa: ANN001

@@ -1,0 +1,134 @@
+"""E1: the highest producer rate the whole clickstream pipeline sustains on this machine.
+
+The pipeline (bronze, silver with its suite, the three gold queries) runs continuously in one application,
+micro-batches back to back. Trials send at a fixed rate for a warm-up then a measured window; every 2 s the
+backlog of each stage is sampled, in records: bronze = sent - read by bronze; silver = read by bronze - read
+by silver; each gold query = read by silver - read by it. A rate is sustained when no stage's backlog grows
+over the window: the slope of each stage's backlog (least squares) stays under 5% of the rate. Rates double
+from a start until one is not sustained, then one bisection step refines between the last two; the pipeline
+drains between trials. The figure is the highest sustained rate against the goal of 20,000 events/s.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+from pipelines import runner
+from pipelines.bench.common import DriverMemory, Figure, Topics, payloads
+from pipelines.bench.latency import PacedSender, pipeline_settings, wait_for
+from pipelines.config import Settings
+from pipelines.errors import LakepipeError
+
+SAMPLE_SECONDS = 2
+MAX_SLOPE = 0.05  # backlog growth per second, as a fraction of the rate, still counted as flat
+WINDOW_SECONDS = 60
+WARMUP_SECONDS = 15
+START_RATE = 2_500
+MAX_RATE = 80_000
+
+
+def _input_rows(q) -> int:  # noqa: ANN001
+    return sum(p.numInputRows for p in q.recentProgress)
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (t, y) points (pure)."""
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return 0.0 if var == 0 else sum((t - mt) * (y - my) for t, y in points) / var
+
+
+class Trial:
+    """One rate: send, sample the backlogs during the window, report the slopes."""
+
+    def __init__(self, settings: Settings, topic: str, queries: dict, start_index: int) -> None:
+        self.settings, self.topic, self.queries, self.start_index = settings, topic, queries, start_index
+
+    def backlogs(self, sender: PacedSender) -> dict[str, int]:
+        read = {name: _input_rows(q) for name, q in self.queries.items()}
+        sent = self.start_index + sender.sent
+        out = {"bronze": sent - read["clickstream.bronze"],
+               "silver": read["clickstream.bronze"] - read["clickstream.silver"]}  # fmt: skip
+        for name, n in read.items():
+            if ".gold." in name:
+                out[name.split(".gold.")[1]] = read["clickstream.silver"] - n
+        return out
+
+    def run(self, rate: float, window: float, warmup: float) -> dict:
+        n = int(rate * (warmup + window))
+        start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=self.start_index / 1000)
+        values = payloads(n, seed=self.start_index + 1, event_times=(start, 1000))
+        values = [v.replace(b'"bench-', f'"e1-{self.start_index}-'.encode(), 1) for v in values]
+        sender = PacedSender(self.settings.kafka, self.topic, values, rate)
+        sender.start()
+        samples: dict[str, list[tuple[float, float]]] = {}
+        t0 = time.monotonic()
+        while sender.is_alive():
+            elapsed = time.monotonic() - t0
+            if elapsed >= warmup:
+                for stage, backlog in self.backlogs(sender).items():
+                    samples.setdefault(stage, []).append((elapsed, backlog))
+            time.sleep(SAMPLE_SECONDS)
+        sender.join()
+        if sender.error:
+            raise LakepipeError(f"paced producer failed: {sender.error}")
+        achieved = len(values) / (sender.ended - sender.started)
+        slopes = {stage: round(slope(points), 1) for stage, points in samples.items() if len(points) >= 3}
+        worst = max(slopes.values(), default=0.0)
+        return {"rate": round(achieved), "sent": n, "slopes": slopes, "sustained": worst <= MAX_SLOPE * rate,
+                "backlog_end": {s: int(p[-1][1]) for s, p in samples.items()}}  # fmt: skip
+
+
+def bench_sustained(spark, settings: Settings, topics: Topics, scratch: Path, quick: bool) -> Figure:  # noqa: ANN001
+    """E1: rates double from START_RATE until one is not sustained, then one bisection step."""
+    window, warmup = (20, 5) if quick else (WINDOW_SECONDS, WARMUP_SECONDS)
+    topic = topics.new("e1")
+    env = pipeline_settings(settings, scratch / "e1", topic, "0 seconds")
+    queries = runner.start_all(spark, env, ["clickstream"], {"processingTime": "0 seconds"})
+    by_name = {q.name: q for q in queries}
+    memory = DriverMemory(spark)
+    trials, sent = [], 0
+    try:
+        with memory.sampled():
+
+            def trial(rate: float) -> dict:
+                nonlocal sent
+                result = Trial(settings, topic, by_name, sent).run(rate, window, warmup)
+                sent += result["sent"]
+                for q in queries:
+                    runner.raise_if_failed(q, queries)
+                caught_up = wait_for(lambda: all(v <= 0 for v in Trial(settings, topic, by_name, sent).backlogs(
+                    _Done(0)).values()), 600)  # fmt: skip
+                trials.append(result | {"target_rate": rate, "drained": caught_up})
+                return result
+
+            rate, good, bad = START_RATE, 0.0, None
+            while rate <= MAX_RATE:
+                r = trial(rate)
+                if not r["sustained"]:
+                    bad = rate
+                    break
+                good, rate = r["rate"], rate * 2
+            if bad is not None and good and not quick:
+                mid = (good + bad) / 2
+                r = trial(mid)
+                if r["sustained"]:
+                    good = r["rate"]
+    finally:
+        for q in queries:
+            if q.isActive:
+                q.stop()
+    return Figure("E1", f"highest rate the whole clickstream pipeline sustains (bronze, silver with its suite, 3 gold "
+                  f"queries; no backlog growing over {window} s) / the goal", good, 20_000, unit="events/s",
+                  peak_rss_mb=memory.peak_mb, target=1.0, details={"trials": trials, "window_s": window})  # fmt: skip
+
+
+class _Done:
+    """A finished sender: everything it had to send is sent (used to read backlogs after a trial)."""
+
+    def __init__(self, sent: int) -> None:
+        self.sent = sent

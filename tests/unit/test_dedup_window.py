@@ -1,0 +1,36 @@
+"""The dedup lookup window (pure): hours widened by the horizon, merged, capped; and which silver rows it keeps."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pipelines.dedup import HOUR, in_ranges, lookup_ranges
+
+
+def test_each_hour_is_widened_by_the_horizon_and_neighbours_merge():
+    assert lookup_ranges([10], 600) == [(10 * HOUR - 600, 11 * HOUR + 600)]
+    assert lookup_ranges([10, 11, 13], 0) == [(10 * HOUR, 12 * HOUR), (13 * HOUR, 14 * HOUR)]
+    assert lookup_ranges([10, 12], HOUR) == [(9 * HOUR, 14 * HOUR)], "ranges that touch once widened merge"
+    assert lookup_ranges([12, 10, 12], 0) == [(10 * HOUR, 11 * HOUR), (12 * HOUR, 13 * HOUR)], "order and repeats"
+
+
+def test_a_batch_over_many_hours_is_looked_up_in_a_bounded_number_of_ranges():
+    hours = [h * 24 for h in range(200)]  # one hour a day for 200 days
+    ranges = lookup_ranges(hours, 0, max_ranges=16)
+    assert len(ranges) == 16
+    assert all(any(a <= h * HOUR and (h + 1) * HOUR <= b for a, b in ranges) for h in hours), "every hour still covered"
+
+
+def test_only_rows_near_the_batch_hours_are_compared(spark):
+    t = lambda d, h, m=0: dt.datetime(2026, 1, d, h, m)  # noqa: E731
+    rows = [("old", t(1, 10)), ("same_hour", t(20, 10, 59)), ("within_horizon", t(20, 11, 20)),
+            ("beyond_horizon", t(20, 13, 0)), ("no_time", None)]  # fmt: skip
+    silver = spark.createDataFrame(rows, "event_id string, event_time timestamp").selectExpr(
+        "*", "to_date(event_time) AS event_date"
+    )
+    hour = int(dt.datetime(2026, 1, 20, 10, tzinfo=dt.UTC).timestamp()) // HOUR
+    ranges = lookup_ranges([hour], 1800)
+    kept = {r.event_id for r in silver.where(in_ranges("event_time", ranges, with_nulls=False)).collect()}
+    assert kept == {"same_hour", "within_horizon"}
+    with_nulls = {r.event_id for r in silver.where(in_ranges("event_time", ranges, with_nulls=True)).collect()}
+    assert with_nulls == {"same_hour", "within_horizon", "no_time"}
