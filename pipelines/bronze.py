@@ -1,8 +1,10 @@
 """Bronze: every Kafka record exactly once, bytes as received, with its Kafka metadata.
 
 Bronze never looks inside a value, so it cannot fail on content: empty, null, invalid UTF-8 and large values
-are all stored. Exactly-once comes from the Kafka offsets in the query checkpoint plus Delta's idempotent
-streaming sink: a batch re-run after a crash is recognised by its batch id and not written twice.
+are all stored. Exactly-once comes from the Kafka offsets in the query checkpoint plus an idempotent append
+per micro-batch (`delta_io.BatchAppender`, keyed by the query id as Delta's own streaming sink is): a batch
+re-run after a crash is recognised by its batch id and not written twice. Delta's sink would do the same but
+rebuild the table's state on every commit to look its id up (~0.6 s per micro-batch on 2 cores).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.config import KafkaSettings
+from pipelines.delta_io import BatchAppender, checkpoint_query_id
 
 BRONZE_SCHEMA = T.StructType(
     [
@@ -73,15 +76,30 @@ def to_bronze(kafka_rows: DataFrame) -> DataFrame:
     )
 
 
+class BronzeBatchWriter:
+    """The foreachBatch function of the bronze query: one exactly-once append per micro-batch."""
+
+    def __init__(self, path: str, checkpoint: str) -> None:
+        self.path, self.checkpoint = path, checkpoint
+        self._appender: BatchAppender | None = None
+        self._query_id = ""
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        if self._appender is None:
+            self._query_id = checkpoint_query_id(batch.sparkSession, self.checkpoint)
+            self._appender = BatchAppender(batch.sparkSession, self.checkpoint)
+        # the query id alone, as Delta's streaming sink names its transactions (tables it wrote stay exact)
+        self._appender.append(batch, self.path, self._query_id, batch_id)
+
+
 def start_bronze(
     spark: SparkSession, kafka: KafkaSettings, topic: str, path: str, checkpoint: str, trigger: dict, name: str
 ) -> StreamingQuery:
     return (
         to_bronze(read_kafka_stream(spark, kafka, topic))
-        .writeStream.format("delta")
-        .queryName(name)
-        .outputMode("append")
+        .writeStream.queryName(name)
+        .foreachBatch(BronzeBatchWriter(path, checkpoint))
         .option("checkpointLocation", checkpoint)
         .trigger(**trigger)
-        .start(path)
+        .start()
     )
