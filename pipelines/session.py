@@ -65,7 +65,9 @@ def get_spark(settings: SparkSettings | None = None, app_name: str = "lakepipe")
             .config("spark.driver.memory", settings.driver_memory)
             .config("spark.ui.enabled", str(settings.ui).lower())
             .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2}")
+            # A JVM outside UTC makes Delta re-verify the whole table state on every commit
+            # (allFilesInCrc.verificationMode.forceOnNonUTC); timestamps follow the session time zone anyway.
+            .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2} -Duser.timezone=UTC")
         )
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)
