@@ -45,6 +45,7 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
     common.REPEATS, common.WARM_UP = size["repeats"], not quick
     latency.WARMUP_SECONDS = 0 if quick else 10
     scratch = Path(settings.lake_root) / "_bench"
+    shutil.rmtree(scratch, ignore_errors=True)  # a run that was killed leaves its tables and checkpoints
     scratch.mkdir(parents=True, exist_ok=True)
     topics = Topics(settings.kafka)
     figures: list[Figure] = []
