@@ -52,9 +52,10 @@ class Trial:
     def __init__(self, settings: Settings, topic: str, queries: dict, start_index: int) -> None:
         self.settings, self.topic, self.queries, self.start_index = settings, topic, queries, start_index
 
-    def backlogs(self, sender: PacedSender) -> dict[str, int]:
+    def backlogs(self, sent_now: int) -> dict[str, int]:
+        """Backlog per stage once `sent_now` records of this trial are sent."""
         read = {name: _input_rows(q) for name, q in self.queries.items()}
-        sent = self.start_index + sender.sent
+        sent = self.start_index + sent_now
         out = {"bronze": sent - read["clickstream.bronze"],
                "silver": read["clickstream.bronze"] - read["clickstream.silver"]}  # fmt: skip
         for name, n in read.items():
@@ -74,7 +75,7 @@ class Trial:
         while sender.is_alive():
             elapsed = time.monotonic() - t0
             if elapsed >= warmup:
-                for stage, backlog in self.backlogs(sender).items():
+                for stage, backlog in self.backlogs(sender.sent).items():
                     samples.setdefault(stage, []).append((elapsed, backlog))
             time.sleep(SAMPLE_SECONDS)
         sender.join()
@@ -107,8 +108,8 @@ def bench_sustained(spark, settings: Settings, topics: Topics, scratch: Path, qu
                 sent += result["sent"]
                 for q in queries:
                     runner.raise_if_failed(q, queries)
-                caught_up = wait_for(lambda: all(v <= 0 for v in Trial(settings, topic, by_name, sent).backlogs(
-                    _Done(0)).values()), DRAIN_SECONDS)  # fmt: skip
+                caught_up = wait_for(lambda: all(v <= 0 for v in Trial(settings, topic, by_name, sent).backlogs(0)
+                                             .values()), DRAIN_SECONDS)  # fmt: skip
                 trials.append(result | {"target_rate": rate, "drained": caught_up})
                 return result
 
@@ -139,9 +140,3 @@ def bench_sustained(spark, settings: Settings, topics: Topics, scratch: Path, qu
                   f"queries, trigger {trigger}; no backlog growing over {window} s) / the goal", good, 20_000, unit="events/s",
                   peak_rss_mb=memory.peak_mb, target=1.0, details={"trials": trials, "window_s": window})  # fmt: skip
 
-
-class _Done:
-    """A finished sender: everything it had to send is sent (used to read backlogs after a trial)."""
-
-    def __init__(self, sent: int) -> None:
-        self.sent = sent
