@@ -91,9 +91,11 @@ def report(figures: list[Figure], info: dict, command: str, out_dir: Path, repea
             lines += ["", f"{f.name}: each gold query alone, records/s: "
                       + ", ".join(f"{k} {v:,}" for k, v in f.details["alone_records_per_s"].items())]
         if f.details.get("trials"):
-            lines += ["", f"{f.name} trials (rate sent, sustained, backlog slope per stage in records/s over the window):", ""]
+            lines += ["", f"{f.name} trials (rate sent, sustained; per stage: growth of the backlog's troughs in records "
+                      "over the window, then its least-squares slope in records/s):", ""]
             lines += [f"- {t['rate']:,}/s: {'sustained' if t['sustained'] else 'NOT sustained'}; "
-                      + ", ".join(f"{k} {v:+,.0f}" for k, v in t["slopes"].items()) for t in f.details["trials"]]
+                      + ", ".join(f"{k} {t.get('trough_growth', {}).get(k, 0):+,} ({v:+,.0f}/s)" for k, v in t["slopes"].items())
+                      for t in f.details["trials"]]
         if f.details.get("files"):
             lines += _files_table(f.details["files"])
     text = "\n".join(lines)
