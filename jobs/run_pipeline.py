@@ -6,9 +6,9 @@ spark-submit --jars "$(ls .jars/spark/*.jar | paste -sd,)" --py-files dist/lakep
 
 import argparse
 
-from pipelines.config import load_settings
-from pipelines.runner import run
-from pipelines.session import get_spark, stop_spark
+from pipelines.model.config import load_settings
+from pipelines.engine.runner import run
+from pipelines.platform.session import get_spark, stop_spark
 
 
 def main() -> None:

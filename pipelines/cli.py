@@ -28,27 +28,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _settings(args: argparse.Namespace):
-    from pipelines.config import load_settings
+    from pipelines.model.config import load_settings
 
     return load_settings(getattr(args, "env", None), getattr(args, "conf_dir", None))
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from pipelines import local_broker
+    from pipelines.platform import local_broker
 
     print(local_broker.start(_settings(args)))
     return 0
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    from pipelines import local_broker
+    from pipelines.platform import local_broker
 
     print(local_broker.stop(_settings(args)))
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from pipelines import local_broker
+    from pipelines.platform import local_broker
 
     print(local_broker.status(_settings(args)))
     return 0
@@ -85,8 +85,9 @@ def _named_pipelines(args: argparse.Namespace, settings) -> list[str]:  # noqa: 
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pipelines import kafka_admin, runner
-    from pipelines.session import get_spark, stop_spark
+    from pipelines.platform import kafka_admin
+    from pipelines.engine import runner
+    from pipelines.platform.session import get_spark, stop_spark
 
     settings = _settings(args)
     names = _named_pipelines(args, settings)
@@ -110,9 +111,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from pipelines.maintenance import compact
-    from pipelines.runner import load_pipeline
-    from pipelines.session import get_spark, stop_spark
+    from pipelines.ops.maintenance import compact
+    from pipelines.engine.runner import load_pipeline
+    from pipelines.platform.session import get_spark, stop_spark
 
     settings = _settings(args)
     names = _named_pipelines(args, settings)
@@ -132,7 +133,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from pipelines.runner import check_all, load_pipeline
+    from pipelines.engine.runner import check_all, load_pipeline
 
     settings = _settings(args)
     results = check_all(settings)
@@ -152,8 +153,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_tables(args: argparse.Namespace) -> int:
-    from pipelines.catalog import list_tables
-    from pipelines.session import get_spark, stop_spark
+    from pipelines.ops.catalog import list_tables
+    from pipelines.platform.session import get_spark, stop_spark
 
     settings = _settings(args)
     spark = get_spark(settings.spark, "lakepipe-tables")
@@ -172,8 +173,8 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from pipelines.catalog import read_table
-    from pipelines.session import get_spark, stop_spark
+    from pipelines.ops.catalog import read_table
+    from pipelines.platform.session import get_spark, stop_spark
 
     settings = _settings(args)
     spark = get_spark(settings.spark, "lakepipe-show")
@@ -187,7 +188,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _pipeline_of(settings, table: str):  # noqa: ANN001, ANN202
     """The pipeline named `table`, or owning the silver or quarantine table `table`."""
     from pipelines.errors import TableNotFoundError
-    from pipelines.runner import load_pipeline
+    from pipelines.engine.runner import load_pipeline
 
     for name in settings.pipeline_names():
         p = load_pipeline(settings, name)
@@ -197,12 +198,12 @@ def _pipeline_of(settings, table: str):  # noqa: ANN001, ANN202
 
 
 def _cmd_quality(args: argparse.Namespace) -> int:
-    from pipelines import durations
-    from pipelines.delta_io import is_delta_table
+    from pipelines.model import durations
+    from pipelines.engine.delta_io import is_delta_table
     from pipelines.errors import TableNotFoundError
     from pipelines.quality.report import build_docs, recorded, summary
-    from pipelines.runner import load_pipeline
-    from pipelines.session import get_spark, stop_spark
+    from pipelines.engine.runner import load_pipeline
+    from pipelines.platform.session import get_spark, stop_spark
 
     settings = _settings(args)
     table = _pipeline_of(settings, args.table).layout.silver.name if args.table else None
@@ -237,8 +238,8 @@ def _cmd_quality(args: argparse.Namespace) -> int:
 def _cmd_quarantine(args: argparse.Namespace) -> int:
     from pyspark.sql import functions as F
 
-    from pipelines.quarantine import pending, reason_counts, replay
-    from pipelines.session import get_spark, stop_spark
+    from pipelines.ops.quarantine import pending, reason_counts, replay
+    from pipelines.platform.session import get_spark, stop_spark
 
     settings = _settings(args)
     p = _pipeline_of(settings, args.table)
@@ -268,9 +269,9 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pipelines import kafka_admin
+    from pipelines.platform import kafka_admin
     from pipelines.demo import reset, run_demo
-    from pipelines.session import get_spark, stop_spark
+    from pipelines.platform.session import get_spark, stop_spark
 
     settings = _settings(args)
     kafka_admin.list_topics(settings.kafka)  # one clear line if the broker is down

@@ -18,13 +18,14 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines import kafka_admin, runner
-from pipelines.config import Settings
+from pipelines.platform import kafka_admin
+from pipelines.engine import runner
+from pipelines.model.config import Settings
 from pipelines.simulators.base import KafkaSink, Tally, publish
-from pipelines.simulators.cdc import CdcFaults, CdcGenerator
-from pipelines.simulators.clickstream import ClickstreamGenerator, FaultRates
-from pipelines.simulators.iot import IotFaults, IotGenerator
-from pipelines.simulators.payments import PaymentFaults, PaymentsGenerator, score_alerts
+from pipelines.domains.customers.simulator import CdcFaults, CdcGenerator
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
+from pipelines.domains.iot.simulator import IotFaults, IotGenerator
+from pipelines.domains.payments.simulator import PaymentFaults, PaymentsGenerator, score_alerts
 
 PIPELINES = ("clickstream", "iot", "payments", "customers")
 CLICKS = (

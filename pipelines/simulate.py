@@ -8,14 +8,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.config import Settings
+from pipelines.model.config import Settings
 from pipelines.errors import ConfigError
-from pipelines.runner import topic_of
+from pipelines.engine.runner import topic_of
 from pipelines.simulators.base import EventSource, FileSink, KafkaSink, ReplaySource, SimEvent, Tally, publish
-from pipelines.simulators.cdc import CdcFaults, CdcGenerator
-from pipelines.simulators.clickstream import ClickstreamGenerator, FaultRates
-from pipelines.simulators.iot import IotFaults, IotGenerator
-from pipelines.simulators.payments import PaymentFaults, PaymentsGenerator
+from pipelines.domains.customers.simulator import CdcFaults, CdcGenerator
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
+from pipelines.domains.iot.simulator import IotFaults, IotGenerator
+from pipelines.domains.payments.simulator import PaymentFaults, PaymentsGenerator
 
 
 class _Tee:

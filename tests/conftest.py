@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import SparkSettings
+from pipelines.model.config import SparkSettings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 CONTRACTS = PROJECT_DIR / "schemas"
@@ -18,7 +18,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 @pytest.fixture(scope="session")
 def spark():
-    from pipelines.session import get_spark
+    from pipelines.platform.session import get_spark
 
     session = get_spark(SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="3g"), "lakepipe-tests")
     yield session
@@ -27,14 +27,14 @@ def spark():
 
 @pytest.fixture(scope="session")
 def clickstream_contract():
-    from pipelines.contract import contract_path, load_contract
+    from pipelines.model.contract import contract_path, load_contract
 
     return load_contract(contract_path(CONTRACTS, "clickstream"))
 
 
 @pytest.fixture(scope="session")
 def local_settings():
-    from pipelines.config import load_settings
+    from pipelines.model.config import load_settings
 
     return load_settings("local", PROJECT_DIR / "conf")
 
@@ -42,7 +42,7 @@ def local_settings():
 @pytest.fixture(scope="session")
 def kafka(local_settings):
     """The local broker (started once if it is not running), as the settings' KafkaSettings."""
-    from pipelines import local_broker
+    from pipelines.platform import local_broker
 
     print(local_broker.start(local_settings))
     return local_settings.kafka
@@ -94,7 +94,7 @@ pipelines:
 @pytest.fixture
 def domain_settings(tmp_path, kafka):
     """Settings for a test of several pipelines: a fresh lake and a new topic for every pipeline."""
-    from pipelines.config import load_settings
+    from pipelines.model.config import load_settings
 
     suffix = uuid.uuid4().hex[:10]
     topics = {name: f"test.{name}.{suffix}" for name in ("iot", "payments", "customers")}
@@ -104,6 +104,6 @@ def domain_settings(tmp_path, kafka):
 @pytest.fixture
 def test_settings(tmp_path, unique_topic, kafka):
     """Settings for one test: a fresh lake under tmp_path and a topic of its own on the local broker."""
-    from pipelines.config import load_settings
+    from pipelines.model.config import load_settings
 
     return load_settings("test", write_conf(tmp_path / "conf", unique_topic))

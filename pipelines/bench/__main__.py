@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines import kafka_admin
+from pipelines.platform import kafka_admin
 from pipelines.bench.common import Figure, Topics
 from pipelines.bench import common, latency
 from pipelines.bench.growth import bench_growth, bench_growth_pipeline, bench_silver_growth, files_after_long_run
@@ -17,9 +17,9 @@ from pipelines.bench.producer import bench_producer
 from pipelines.bench.report import machine, report
 from pipelines.bench.stages import bench_bronze, bench_gold, bench_quality, bench_typed
 from pipelines.bench.sustained import bench_sustained
-from pipelines.config import Settings, load_settings
-from pipelines.jars import PROJECT_DIR
-from pipelines.session import get_spark, stop_spark
+from pipelines.model.config import Settings, load_settings
+from pipelines.platform.jars import PROJECT_DIR
+from pipelines.platform.session import get_spark, stop_spark
 
 SIZES = {  # records (seconds of measured load for L1; S2: new events, rows already in silver)
     "quick": {"repeats": 1, "P1": 20_000, "P2": 30_000, "P3": 5_000, "P4": 5_000, "L1": 3,

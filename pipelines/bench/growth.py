@@ -22,14 +22,14 @@ from pathlib import Path
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from pipelines import runner
+from pipelines.engine import runner
 from pipelines.bench import common, stages
 from pipelines.bench.common import DriverMemory, Figure, Topics, scratch_dir
 from pipelines.bench.latency import pipeline_settings
 from pipelines.bench.stages import drain_ours
-from pipelines.config import KafkaSettings, Settings
-from pipelines.maintenance import compact
-from pipelines.silver import ensure_silver_tables, silver_schema
+from pipelines.model.config import KafkaSettings, Settings
+from pipelines.ops.maintenance import compact
+from pipelines.engine.silver import ensure_silver_tables, silver_schema
 
 STAGES = ("bronze", "silver", "gold")
 

@@ -30,11 +30,12 @@ from confluent_kafka import Producer
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from pipelines import kafka_admin, runner
+from pipelines.platform import kafka_admin
+from pipelines.engine import runner
 from pipelines.bench.common import PRODUCER_CONF, DriverMemory, Figure, Topics, payloads
 from pipelines.bench import stages
-from pipelines.config import KafkaSettings, LakeSettings, PipelineSettings, Settings
-from pipelines.delta_log import commit_times, file_versions, latest_version
+from pipelines.model.config import KafkaSettings, LakeSettings, PipelineSettings, Settings
+from pipelines.engine.delta_log import commit_times, file_versions, latest_version
 from pipelines.errors import LakepipeError
 
 WARMUP_SECONDS = 10

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipelines.bench.common import Figure
-from pipelines.jars import PROJECT_DIR
+from pipelines.platform.jars import PROJECT_DIR
 
 L1_TARGETS_MS = {"bronze": 2000, "silver": None, "gold": 5000}
 

@@ -21,17 +21,17 @@ from pathlib import Path
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from pipelines import runner
+from pipelines.engine import runner
 from pipelines.bench import common
 from pipelines.bench.common import DriverMemory, Figure, Topics, scratch_dir, timed_pairs
-from pipelines.bronze import BRONZE_SCHEMA, PARTITION_BY, start_bronze
-from pipelines.config import KafkaSettings
-from pipelines.delta_io import ensure_table
+from pipelines.engine.bronze import BRONZE_SCHEMA, PARTITION_BY, start_bronze
+from pipelines.model.config import KafkaSettings
+from pipelines.engine.delta_io import ensure_table
 from pipelines.errors import LakepipeError
-from pipelines.jars import PROJECT_DIR
-from pipelines.layout import PipelineLayout, Table
-from pipelines.silver import SilverBatchWriter, ensure_silver_tables
-from pipelines.spec import ResolvedSpec, resolve_spec
+from pipelines.platform.jars import PROJECT_DIR
+from pipelines.model.layout import PipelineLayout, Table
+from pipelines.engine.silver import SilverBatchWriter, ensure_silver_tables
+from pipelines.model.spec import ResolvedSpec, resolve_spec
 
 AVAILABLE_NOW = {"availableNow": True}
 

@@ -22,11 +22,11 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from pipelines import runner
-from pipelines import durations
+from pipelines.engine import runner
+from pipelines.model import durations
 from pipelines.bench.common import DriverMemory, Figure, Topics, payloads
 from pipelines.bench.latency import PacedSender, pipeline_settings, wait_for
-from pipelines.config import Settings
+from pipelines.model.config import Settings
 from pipelines.errors import LakepipeError
 
 SAMPLE_SECONDS = 2

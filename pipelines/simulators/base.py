@@ -21,8 +21,8 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from pipelines.config import KafkaSettings
-from pipelines.kafka_admin import client_config, ensure_topic
+from pipelines.model.config import KafkaSettings
+from pipelines.platform.kafka_admin import client_config, ensure_topic
 
 # What the pipeline does with each kind of event: kinds that carry reasons are quarantined, exact duplicates
 # are counted and dropped, every other kind (valid, late, out_of_order, injected anomalies...) reaches silver.

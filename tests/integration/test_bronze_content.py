@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pipelines import runner
-from pipelines.catalog import list_tables
+from pipelines.engine import runner
+from pipelines.ops.catalog import list_tables
 from pipelines.simulators.base import KafkaSink, SimEvent, Tally, publish
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -16,9 +16,9 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines import runner
+from pipelines.engine import runner
 from pipelines.simulators.base import TO_SILVER, KafkaSink, SimEvent, Tally, publish
-from pipelines.simulators.clickstream import ClickstreamGenerator, FaultRates
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

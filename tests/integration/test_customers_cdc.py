@@ -12,10 +12,10 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines import runner
+from pipelines.engine import runner
 from pipelines.simulators.base import KafkaSink, Tally, publish
-from pipelines.simulators.cdc import CdcFaults, CdcGenerator
-from pipelines.simulators.clickstream import ClickstreamGenerator
+from pipelines.domains.customers.simulator import CdcFaults, CdcGenerator
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from tests.cdc_reference import apply_in_order, payloads
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -32,7 +32,7 @@ def to_ms(t: dt.datetime | None) -> int | None:
 def cdc_run(tmp_path_factory, kafka, spark):
     import uuid
 
-    from pipelines.config import load_settings
+    from pipelines.model.config import load_settings
     from tests.conftest import write_conf
 
     suffix = uuid.uuid4().hex[:10]

@@ -17,7 +17,7 @@ import json
 
 import pytest
 
-from pipelines import runner
+from pipelines.engine import runner
 from pipelines.simulators.base import KafkaSink, SimEvent, Tally, publish
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -22,11 +22,12 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from pipelines import kafka_admin, runner
-from pipelines.config import load_settings
-from pipelines.gold.clickstream import activity_per_minute, revenue_per_minute
+from pipelines.platform import kafka_admin
+from pipelines.engine import runner
+from pipelines.model.config import load_settings
+from pipelines.domains.clickstream.gold import activity_per_minute, revenue_per_minute
 from pipelines.simulators.base import KafkaSink, Tally, publish
-from pipelines.simulators.clickstream import ClickstreamGenerator, FaultRates
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
 from tests.conftest import PROJECT_DIR, write_conf
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

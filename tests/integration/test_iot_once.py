@@ -12,9 +12,9 @@ from collections import Counter, defaultdict
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines import runner
+from pipelines.engine import runner
 from pipelines.simulators.base import KafkaSink, Tally, publish
-from pipelines.simulators.iot import IotFaults, IotGenerator
+from pipelines.domains.iot.simulator import IotFaults, IotGenerator
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def ts(text: str) -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def iot_run(tmp_path_factory, kafka, spark):
-    from pipelines.config import load_settings
+    from pipelines.model.config import load_settings
     from tests.conftest import write_conf
     import uuid
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from pipelines.delta_log import commit_times, file_versions, latest_version
-from pipelines.layout import Table
-from pipelines.maintenance import compact, file_count
+from pipelines.engine.delta_log import commit_times, file_versions, latest_version
+from pipelines.model.layout import Table
+from pipelines.ops.maintenance import compact, file_count
 
 
 def _appends(spark, path: str, batches: int, partitioned: bool = False) -> None:

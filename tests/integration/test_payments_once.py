@@ -12,9 +12,9 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines import runner
+from pipelines.engine import runner
 from pipelines.simulators.base import KafkaSink, Tally, publish
-from pipelines.simulators.payments import PaymentFaults, PaymentsGenerator, score_alerts
+from pipelines.domains.payments.simulator import PaymentFaults, PaymentsGenerator, score_alerts
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -25,7 +25,7 @@ START = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
 def payments_run(tmp_path_factory, kafka, spark):
     import uuid
 
-    from pipelines.config import load_settings
+    from pipelines.model.config import load_settings
     from tests.conftest import write_conf
 
     topic = f"test.payments.{uuid.uuid4().hex[:10]}"

@@ -14,8 +14,9 @@ import uuid
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines import quarantine, runner
-from pipelines.config import load_settings
+from pipelines.ops import quarantine
+from pipelines.engine import runner
+from pipelines.model.config import load_settings
 from pipelines.errors import PipelineFailedError
 from pipelines.simulators.base import KafkaSink, Tally, encode, publish
 from tests.conftest import CONTRACTS, PROJECT_DIR, write_conf

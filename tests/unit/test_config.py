@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.config import MASK, load_settings
+from pipelines.model.config import MASK, load_settings
 from pipelines.errors import ConfigError
 
 

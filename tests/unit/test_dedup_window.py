@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipelines.dedup import HOUR, in_ranges, lookup_ranges
+from pipelines.engine.dedup import HOUR, in_ranges, lookup_ranges
 
 
 def test_each_hour_is_widened_by_the_horizon_and_neighbours_merge():

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines.gold.payments import FraudRules, evaluate
-from pipelines.simulators.payments import score_alerts
+from pipelines.domains.payments.gold import FraudRules, evaluate
+from pipelines.domains.payments.simulator import score_alerts
 
 RULES = FraudRules()  # the spec's thresholds: 5 tests <= 2.00 in 10 min, 8 in 1 min, travel 30 min, 10x median
 T0 = int(dt.datetime(2026, 11, 22, 10).timestamp() * 1000)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from chispa import assert_df_equality
 
-from pipelines.gold.clickstream import activity_per_minute, revenue_per_minute
+from pipelines.domains.clickstream.gold import activity_per_minute, revenue_per_minute
 
 SILVER = "event_type string, event_time timestamp, user_id string, category string, currency string, price decimal(18,4), quantity long"
 

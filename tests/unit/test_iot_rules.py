@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from pipelines.gold.iot import AnomalyRules, detect
+from pipelines.domains.iot.gold import AnomalyRules, detect
 
 RULES = AnomalyRules(history=10, min_history=5, threshold=4.0, stuck_after=4)
 T0 = dt.datetime(2026, 11, 22, 10)

@@ -79,7 +79,7 @@ def test_validate_rejects_a_batch_expectation_with_a_row_action(tmp_path):
 
 
 def test_unknown_column_is_named(tmp_path):
-    from pipelines.spec import resolve_spec
+    from pipelines.model.spec import resolve_spec
 
     schemas = tmp_path / "schemas"
     (schemas / "clickstream").mkdir(parents=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pipelines.gold.sessions import Session, event_session, merge_sessions
+from pipelines.engine.gold.sessions import Session, event_session, merge_sessions
 
 MIN = 60_000_000  # microseconds
 GAP = 30 * MIN
@@ -60,7 +60,7 @@ def test_advance_matches_merge_sessions_on_random_batches():
 
     import pandas as pd
 
-    from pipelines.gold.sessions import COLUMNS, advance
+    from pipelines.engine.gold.sessions import COLUMNS, advance
 
     rng = random.Random(7)
     batches = []
@@ -89,7 +89,7 @@ def test_advance_matches_merge_sessions_on_random_batches():
 def test_advance_leaves_out_late_events_and_drops_sessions_that_can_no_longer_change():
     import pandas as pd
 
-    from pipelines.gold.sessions import COLUMNS, advance
+    from pipelines.engine.gold.sessions import COLUMNS, advance
 
     empty = pd.DataFrame({c: pd.Series(dtype=object if c in ("session_id", "user_id", "revenue") else "int64")
                           for c in COLUMNS})  # fmt: skip

@@ -6,7 +6,7 @@ import datetime as dt
 
 from chispa import assert_df_equality
 
-from pipelines.silver import classify
+from pipelines.engine.silver import classify
 
 T0 = dt.datetime(2026, 11, 22, 10, 0, 0)
 PARSED = "event_id string, partition int, offset long, kafka_timestamp timestamp, payload_hash string, reasons array<string>"

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from pipelines.simulators.base import FileSink, ReplaySource, Tally, publish
-from pipelines.simulators.clickstream import ClickstreamGenerator, FaultRates
-from pipelines.validation import parse_records
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
+from pipelines.engine.validation import parse_records
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 FAULTS = FaultRates(exact_duplicate=0.05, conflicting_duplicate=0.05, malformed=0.1, late=0.05, out_of_order=0.05)
@@ -90,9 +90,9 @@ def test_every_event_gets_exactly_the_outcome_its_kind_promises(spark, clickstre
 def test_domain_simulators_are_deterministic_and_resend_exactly(name):
     import itertools
 
-    from pipelines.simulators.cdc import CdcFaults, CdcGenerator
-    from pipelines.simulators.iot import IotFaults, IotGenerator
-    from pipelines.simulators.payments import PaymentFaults, PaymentsGenerator
+    from pipelines.domains.customers.simulator import CdcFaults, CdcGenerator
+    from pipelines.domains.iot.simulator import IotFaults, IotGenerator
+    from pipelines.domains.payments.simulator import PaymentFaults, PaymentsGenerator
 
     start = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
     make = {

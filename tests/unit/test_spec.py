@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipelines.errors import ConfigError
-from pipelines.spec import resolve_spec
+from pipelines.model.spec import resolve_spec
 from tests.conftest import CONTRACTS, PROJECT_DIR
 
 SPECS = PROJECT_DIR / "conf" / "pipelines"
@@ -56,7 +56,7 @@ def change(**edits):
         (change(partition_by=["day"]), "key 'partition_by' names 'day'"),
         (change(watermark="later"), "'later' is not a duration"),
         (change(name="other"), "key 'name' is 'other' but the file is named clickstream.yaml"),
-        (change(gold0_function="pipelines.gold.clickstream.no_such"), "key 'gold[0].function'"),
+        (change(gold0_function="pipelines.domains.clickstream.gold.no_such"), "key 'gold[0].function'"),
         (change(gold0_function="no_such_module.fn"), "cannot import module 'no_such_module'"),
         (change(gold0_keys=[]), "mode upsert needs keys"),
         (change(gold0_mode="merge"), "mode 'merge' is not one of upsert, append"),
@@ -80,8 +80,8 @@ def test_spec_mistakes_are_named(tmp_path, spec, message):
 
 
 def test_lookups_must_name_a_pipeline_and_a_table_that_exist(tmp_path):
-    from pipelines.config import load_settings
-    from pipelines.runner import load_pipeline
+    from pipelines.model.config import load_settings
+    from pipelines.engine.runner import load_pipeline
 
     specs = tmp_path / "specs"
     customers = yaml.safe_load((SPECS / "customers.yaml").read_text())

@@ -10,7 +10,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import types as T
 
-from pipelines.validation import parse_records
+from pipelines.engine.validation import parse_records
 
 VALID = {
     "event_id": "e1",

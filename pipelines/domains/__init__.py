@@ -1,0 +1,1 @@
+"""The business domains, one folder each: gold functions, simulator, demo summary."""

@@ -1,0 +1,1 @@
+"""E-commerce clickstream: revenue, activity and sessions."""

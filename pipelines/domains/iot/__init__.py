@@ -1,0 +1,1 @@
+"""IoT sensor telemetry: device and site statistics, anomalies, silent devices."""

@@ -1,0 +1,1 @@
+"""Payments: merchant volumes and fraud alerts."""

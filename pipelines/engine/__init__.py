@@ -1,0 +1,1 @@
+"""The streaming engine: bronze, silver (parse, validate, deduplicate), gold writers, Delta I/O."""

@@ -1,0 +1,79 @@
+"""Which silver rows a micro-batch is deduplicated against: a window around the batch's event times.
+
+A record's earlier copies are looked up by its dedup key among the silver rows whose event time lies within
+`horizon` of the hour the record's event time falls in. So:
+- an exact re-send (same key, same content) carries the event time of its first copy and is always caught,
+  whatever its delay: weeks later it reads the silver files of that hour again;
+- a conflicting copy (same key, other content) is caught when the two event times are less than `horizon`
+  apart (and may be caught further apart); beyond that both are kept.
+The lookup reads only silver's date partitions, and within them only the files whose event-time statistics
+overlap those windows, so its cost follows the batch's own hours, not silver's size.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.model.contract import FieldSpec
+
+HOUR = 3600
+MAX_RANGES = 64  # a batch spread over more hours is looked up in this many merged ranges
+
+
+def lookup_ranges(hours: list[int], horizon_s: int, max_ranges: int = MAX_RANGES) -> list[tuple[int, int]]:
+    """Epoch-second ranges [start, end) covering each hour (epoch hour numbers) widened by the horizon (pure).
+
+    Overlapping ranges are merged; beyond `max_ranges`, the closest neighbours are merged too.
+    """
+    ranges: list[list[int]] = []
+    for h in sorted(set(hours)):
+        start, end = h * HOUR - horizon_s, (h + 1) * HOUR + horizon_s
+        if ranges and start <= ranges[-1][1]:
+            ranges[-1][1] = max(ranges[-1][1], end)
+        else:
+            ranges.append([start, end])
+    while len(ranges) > max_ranges:
+        i = min(range(len(ranges) - 1), key=lambda j: ranges[j + 1][0] - ranges[j][1])
+        ranges[i : i + 2] = [[ranges[i][0], ranges[i + 1][1]]]
+    return [(a, b) for a, b in ranges]
+
+
+def in_ranges(event_time: str, ranges: list[tuple[int, int]], with_nulls: bool) -> Column:
+    """Rows whose `event_time` is in one of `ranges`, with the `event_date` bounds that prune partitions."""
+    t = F.col(event_time)
+    cond = F.lit(False)
+    for a, b in ranges:
+        lo, hi = F.timestamp_seconds(F.lit(a)), F.timestamp_seconds(F.lit(b))
+        cond = cond | (F.col("event_date").between(F.to_date(lo), F.to_date(hi)) & (t >= lo) & (t < hi))
+    return cond | t.isNull() if with_nulls else cond
+
+
+def rough_event_time(raw: DataFrame, f: FieldSpec) -> Column:
+    """The event time of raw records read cheaply from the JSON text, without the contract's checks.
+
+    Every record whose contract parse yields an event time gets the same value here (others may get one
+    too, which only widens the lookup), so the lookup covers every valid record's hour.
+    """
+    text = F.coalesce(*[F.get_json_object(F.col("value").cast("string"), f"$.{p}") for p in f.json_paths])
+    if f.unit == "ms":
+        return F.timestamp_millis(text.try_cast("bigint"))
+    return text.try_cast("timestamp")
+
+
+def batch_hours(raw: DataFrame, f: FieldSpec) -> tuple[list[int], bool]:
+    """The epoch hours of the raw records' event times, and whether some have none (one light job)."""
+    hour = F.floor(F.unix_seconds(rough_event_time(raw, f)) / HOUR)
+    rows = raw.select(hour.alias("h")).distinct().collect()
+    hours = [r.h for r in rows if r.h is not None]
+    return hours, len(hours) < len(rows)
+
+
+def existing_rows(
+    spark: SparkSession, silver_path: str, raw: DataFrame, event_time: FieldSpec, dedup_key: str, horizon_s: int
+) -> DataFrame:
+    """The (dedup key, payload hash) of the silver rows that the `raw` records are compared with."""
+    hours, with_nulls = batch_hours(raw, event_time)
+    silver = spark.read.format("delta").load(silver_path)
+    ranges = lookup_ranges(hours, horizon_s)
+    return silver.where(in_ranges(event_time.name, ranges, with_nulls)).select(dedup_key, "payload_hash")

@@ -1,0 +1,1 @@
+"""Gold writers shared by every domain: upsert and rebuild outputs, sessions, worker time."""

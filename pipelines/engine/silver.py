@@ -1,0 +1,302 @@
+"""Silver: bronze records parsed against the contract, deduplicated, and split from the rejects.
+
+Each micro-batch of bronze is parsed (`pipelines.engine.validation`) and checked against the row-level rules of the
+pipeline's expectation suite (`pipelines.quality`), then every record gets one outcome:
+- `silver`: valid, and the first copy of its dedup key. Silver itself is the dedup state, read only around
+  the batch's event times (`pipelines.engine.dedup`): an exact re-send carries its first copy's event time, so it is
+  caught whatever its delay, across restarts and replays; a copy with other content is caught when its
+  event time is within the spec's `dedup_horizon` (default 1 hour) of the first copy's;
+- `exact_duplicate`: the same key with the same payload as the first copy: counted, not stored again;
+- `quarantine`: invalid (with every reason: contract codes and quarantine rules' names), or the same key
+  with a different payload (`duplicate_conflict`; the first copy wins: the one already in silver, else the
+  earliest by Kafka timestamp, partition and offset);
+- `dropped`: valid but broken a rule whose action is `drop`: counted, not stored.
+A broken `fail` rule (row or batch level) stops the query before anything of the batch is written except its
+quality results. The writes of a batch (quality results, audit row, quarantine, silver) are exactly-once Delta
+appends keyed by the query's id and the batch id (`BatchAppender`), so a batch re-run after a crash writes
+nothing twice.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.streaming import StreamingQuery
+
+from pipelines.model import durations
+from pipelines.model.contract import Contract
+from pipelines.engine.dedup import existing_rows
+from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id, ensure_table
+from pipelines.errors import QualityFailedError
+from pipelines.model.layout import PipelineLayout
+from pipelines.quality.batch_rules import BatchValidator
+from pipelines.quality.results import QUALITY_SCHEMA, ResultRow, results_frame, row_rule_success
+from pipelines.quality.row_rules import DROPPED, FAILED, WARNINGS, apply_row_rules
+from pipelines.quality.suite import QualitySuite, Rule
+from pipelines.model.spec import PipelineSpec
+from pipelines.engine.validation import parse_records
+
+SILVER, QUARANTINE, EXACT_DUPLICATE, DROPPED_OUTCOME = "silver", "quarantine", "exact_duplicate", "dropped"
+OUTCOMES = (SILVER, QUARANTINE, EXACT_DUPLICATE, DROPPED_OUTCOME)
+OUTCOME = "_outcome"
+LINEAGE = (
+    T.StructField("topic", T.StringType()),
+    T.StructField("partition", T.IntegerType()),
+    T.StructField("offset", T.LongType()),
+    T.StructField("kafka_timestamp", T.TimestampType()),
+)
+
+
+def silver_schema(contract: Contract) -> T.StructType:
+    return T.StructType(
+        [
+            *contract.spark_schema.fields,
+            T.StructField("extra", T.StringType()),
+            *LINEAGE,
+            T.StructField("payload_hash", T.StringType()),
+            T.StructField("warnings", T.ArrayType(T.StringType())),  # warn rules this row broke
+            T.StructField("silver_time", T.TimestampType()),
+            T.StructField("event_date", T.DateType()),
+        ]
+    )
+
+
+def quarantine_schema(contract: Contract, spec: PipelineSpec) -> T.StructType:
+    return T.StructType(
+        [
+            T.StructField(spec.dedup_key, contract.field(spec.dedup_key).spark_type),
+            T.StructField("key", T.BinaryType()),
+            T.StructField("value", T.BinaryType()),
+            *LINEAGE,
+            T.StructField("reasons", T.ArrayType(T.StringType())),
+            T.StructField("quarantined_at", T.TimestampType()),
+            T.StructField("replay_id", T.StringType()),
+            T.StructField("replayed_at", T.TimestampType()),
+        ]
+    )
+
+
+BATCHES_SCHEMA = T.StructType(
+    [
+        T.StructField("query_id", T.StringType()),
+        T.StructField("batch_id", T.LongType()),
+        T.StructField("bronze_records", T.LongType()),
+        T.StructField("silver_records", T.LongType()),
+        T.StructField("quarantined_records", T.LongType()),
+        T.StructField("exact_duplicates", T.LongType()),
+        T.StructField("dropped_records", T.LongType()),
+        T.StructField("processed_at", T.TimestampType()),
+    ]
+)
+
+
+def classify(parsed: DataFrame, existing: DataFrame, dedup_key: str) -> DataFrame:
+    """Give each parsed record its outcome (pure).
+
+    `existing` holds the dedup keys and payload hashes already in silver (columns `dedup_key`,
+    `payload_hash`). Conflicting duplicates get `reasons = ['duplicate_conflict']`.
+    """
+    valid = F.size("reasons") == 0
+    # Rank the valid copies of each key by arrival; invalid rows get their own partition and no rank use.
+    order = Window.partitionBy(dedup_key, valid).orderBy(
+        F.col("kafka_timestamp").asc_nulls_last(), "partition", "offset"
+    )
+    ranked = parsed.withColumn("_rank", F.row_number().over(order)).withColumn(
+        "_batch_first_hash", F.first("payload_hash").over(order)
+    )
+    joined = ranked.join(
+        existing.select(dedup_key, F.col("payload_hash").alias("_silver_hash")), dedup_key, "left"
+    )
+    winner = F.coalesce("_silver_hash", "_batch_first_hash")
+    outcome = (
+        F.when(~valid, F.lit(QUARANTINE))
+        .when((F.col("_rank") == 1) & F.col("_silver_hash").isNull(), F.lit(SILVER))
+        .when(F.col("payload_hash") == winner, F.lit(EXACT_DUPLICATE))
+        .otherwise(F.lit(QUARANTINE))
+    )
+    conflict = valid & (outcome == QUARANTINE)
+    reasons = F.when(conflict, F.array(F.lit("duplicate_conflict"))).otherwise(F.col("reasons"))
+    return joined.withColumn(OUTCOME, outcome).withColumn("reasons", reasons).select(*parsed.columns, OUTCOME)
+
+
+def validate(raw: DataFrame, contract: Contract, suite: QualitySuite | None) -> DataFrame:
+    """Parse raw records against the contract and apply the suite's row-level rules, in one pass (pure)."""
+    parsed = parse_records(raw, contract)
+    if suite is not None:
+        return apply_row_rules(parsed, suite.row_rules)
+    empty = F.array().cast("array<string>")
+    return parsed.withColumn(WARNINGS, empty).withColumn(DROPPED, empty).withColumn(FAILED, empty)
+
+
+def classify_validated(validated: DataFrame, existing: DataFrame, dedup_key: str) -> DataFrame:
+    """`classify`, then valid first copies broken by a `drop` rule become `dropped` (pure)."""
+    out = classify(validated, existing, dedup_key)
+    dropped = (F.col(OUTCOME) == SILVER) & (F.size(DROPPED) > 0)
+    return out.withColumn(OUTCOME, F.when(dropped, F.lit(DROPPED_OUTCOME)).otherwise(F.col(OUTCOME)))
+
+
+def to_silver_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec) -> DataFrame:
+    rows = classified.where(F.col(OUTCOME) == SILVER).withColumn("silver_time", F.current_timestamp())
+    rows = rows.withColumn("event_date", F.to_date(spec.event_time))
+    return rows.select(*[f.name for f in silver_schema(contract).fields])
+
+
+def to_quarantine_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec) -> DataFrame:
+    rows = classified.where(F.col(OUTCOME) == QUARANTINE).withColumn("quarantined_at", F.current_timestamp())
+    rows = rows.withColumn("replay_id", F.lit(None).cast("string")).withColumn(
+        "replayed_at", F.lit(None).cast("timestamp")
+    )
+    return rows.select(*[f.name for f in quarantine_schema(contract, spec).fields])
+
+
+class SilverBatchWriter:
+    """The foreachBatch function of the silver query.
+
+    A light job finds the hours the batch's event times fall in, so that the dedup lookup reads only the silver
+    rows around them (`pipelines.engine.dedup`); one pass then parses, checks and classifies the batch (kept in
+    memory for the counts, the quality rules and the writes). The batch's writes then go
+    to their tables side by side, each an exactly-once append (`BatchAppender`); the silver commit also
+    carries the batch's counts in its userMetadata.
+    """
+
+    def __init__(
+        self, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, checkpoint: str,
+        suite: QualitySuite | None = None, query_name: str = "",
+    ) -> None:  # fmt: skip
+        self.contract = contract
+        self.spec = spec
+        self.layout = layout
+        self.checkpoint = checkpoint
+        self.suite = suite
+        self.query_name = query_name
+        self.validator = BatchValidator(suite) if suite is not None else None
+        self.horizon_s = int(durations.seconds(spec.dedup_horizon))
+        self._query_id: str | None = None
+        self._appender: BatchAppender | None = None
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="silver-write")
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        if self._appender is None:
+            self._query_id = checkpoint_query_id(spark, self.checkpoint)
+            self._appender = BatchAppender(spark, self.checkpoint)
+        app_id = f"silver-{self._query_id}"
+        key = self.spec.dedup_key
+        event_time = self.contract.field(self.spec.event_time)
+        raw = batch.persist(StorageLevel.MEMORY_AND_DISK)  # read from bronze once (and counted once by Spark)
+        classified = None
+        try:
+            existing = existing_rows(spark, self.layout.silver.path, raw, event_time, key, self.horizon_s)
+            validated = validate(raw, self.contract, self.suite)
+            classified = classify_validated(validated, existing, key).persist(StorageLevel.MEMORY_AND_DISK)
+            counts, rule_counts, checked = self._count(classified)
+            raw.unpersist()
+            silver = to_silver_rows(classified, self.contract, self.spec)
+            quality, failures = self._check_quality(spark, classified, silver, batch_id, rule_counts, checked)
+            append = self._appender.append
+            if failures:
+                if quality is not None:
+                    append(quality, self.layout.quality.path, f"quality-{self._query_id}", batch_id)
+                raise QualityFailedError(f"{self.spec.name} silver batch {batch_id}: " + "; ".join(failures))
+            facts = {"bronze_records": sum(counts.values()), **{f"{o}_records": counts[o] for o in OUTCOMES}}
+            audit = spark.createDataFrame(
+                [(app_id, batch_id, sum(counts.values()), *[counts[o] for o in OUTCOMES])],
+                "query_id string, batch_id long, bronze_records long, silver_records long, "
+                "quarantined_records long, exact_duplicates long, dropped_records long",
+            ).withColumn("processed_at", F.current_timestamp())
+            writes = [
+                lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True),
+                lambda: append(silver, self.layout.silver.path, app_id, batch_id, merge_schema=True, facts=facts),
+            ]
+            if quality is not None:
+                writes.append(lambda: append(quality, self.layout.quality.path, f"quality-{self._query_id}", batch_id))
+            if counts[QUARANTINE]:  # an empty append still costs a Delta commit
+                quarantined = to_quarantine_rows(classified, self.contract, self.spec)
+                writes.append(lambda: append(quarantined, self.layout.quarantine.path, app_id, batch_id))
+            for done in [self._pool.submit(w) for w in writes]:
+                done.result()  # the first failure fails the batch; a re-run skips what was written
+        finally:
+            raw.unpersist()
+            if classified is not None:
+                classified.unpersist()
+
+    def _count(self, classified: DataFrame) -> tuple[dict[str, int], list[int], int]:
+        """Rows per outcome, rows breaking each row rule, and rows the rules were checked on: one pass."""
+        rules = self.suite.row_rules if self.suite else ()
+        column = {"quarantine": "reasons", "warn": WARNINGS, "drop": DROPPED, "fail": FAILED}
+        aggs = [F.count(F.when(F.col(OUTCOME) == o, 1)).alias(o) for o in OUTCOMES]
+        aggs += [F.count(F.when(F.array_contains(column[r.action], r.name), 1)).alias(f"_r{i}") for i, r in enumerate(rules)]
+        parsed = ~F.array_contains("reasons", "invalid_json") & ~F.array_contains("reasons", "not_an_object")
+        row = classified.agg(*aggs, F.count(F.when(parsed, 1)).alias("_checked")).first()
+        return {o: row[o] for o in OUTCOMES}, [row[f"_r{i}"] for i in range(len(rules))], row["_checked"]
+
+    def _check_quality(
+        self, spark, classified: DataFrame, silver: DataFrame, batch_id: int, rule_counts: list[int], checked: int
+    ) -> tuple[DataFrame | None, list[str]]:
+        """This batch's quality results (a frame to write once), and a message per broken `fail` rule."""
+        if self.suite is None:
+            return None, []
+        results = [
+            ResultRow(r.name, r.type, r.action, row_rule_success(n, checked, r.kwargs.get("mostly")), checked, n,
+                      None if not checked else str(round(n / checked, 6)))
+            for r, n in zip(self.suite.row_rules, rule_counts)
+        ]  # fmt: skip
+        failures = [self._row_failure(classified, r, n) for r, n in zip(self.suite.row_rules, rule_counts)
+                    if r.action == "fail" and n]  # fmt: skip
+        if self.suite.batch_rules and batch_id % self.spec.quality.batch_every == 0:
+            for b in self.validator.validate(silver):
+                results.append(ResultRow(b.rule.name, b.rule.type, b.rule.action, b.success, b.element_count,
+                                         b.unexpected_count, b.observed_value))  # fmt: skip
+                if b.rule.action == "fail" and not b.success:
+                    failures.append(f"quality rule '{b.rule.name}' ({b.rule.type}) failed: observed {b.observed_value}")
+        frame = results_frame(spark, self.spec.name, self.layout.silver.name, self._query_id, self._run_id(spark),
+                              batch_id, results)  # fmt: skip
+        return frame, failures
+
+    def _row_failure(self, classified: DataFrame, rule: Rule, broken: int) -> str:
+        """The rule, how many rows broke it, and the first 5: Kafka coordinates and the values it checks."""
+        rows = (
+            classified.where(F.array_contains(FAILED, rule.name))
+            .orderBy("partition", "offset")
+            .select("topic", "partition", "offset", *rule.columns)
+            .limit(5)
+            .collect()
+        )
+        shown = ", ".join(
+            f"{r.topic}/{r.partition}/{r.offset} (" + ", ".join(f"{c}={r[c]!r}" for c in rule.columns) + ")" for r in rows
+        )
+        return f"quality rule '{rule.name}' (action fail) broken by {broken} rows; first {len(rows)}: {shown}"
+
+    def _run_id(self, spark: SparkSession) -> str:
+        """The run id of this query's current run (a restart gets a new one)."""
+        for q in spark.streams.active:
+            if q.name == self.query_name:
+                return str(q.runId)
+        return spark.sparkContext.applicationId
+
+
+def ensure_silver_tables(spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout) -> None:
+    ensure_table(spark, layout.silver.path, silver_schema(contract), spec.partition_by)
+    ensure_table(spark, layout.quarantine.path, quarantine_schema(contract, spec))
+    ensure_table(spark, layout.batches.path, BATCHES_SCHEMA)
+    ensure_table(spark, layout.quality.path, QUALITY_SCHEMA)
+
+
+def start_silver(
+    spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, trigger: dict, name: str,
+    suite: QualitySuite | None = None,
+) -> StreamingQuery:  # fmt: skip
+    checkpoint = layout.checkpoint("silver")
+    return (
+        spark.readStream.format("delta")
+        .load(layout.bronze.path)
+        .writeStream.queryName(name)
+        .foreachBatch(SilverBatchWriter(contract, spec, layout, checkpoint, suite, name))
+        .option("checkpointLocation", checkpoint)
+        .trigger(**trigger)
+        .start()
+    )

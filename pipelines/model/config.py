@@ -1,0 +1,239 @@
+"""Environment configuration: `conf/<env>.yaml` loaded into frozen, typed settings.
+
+The environment is picked by `--env NAME` or `LAKEPIPE_ENV` (default `local`); the folder by `--conf-dir` or
+`LAKEPIPE_CONF_DIR` (default `./conf`). Relative paths in the file are relative to the project folder that
+holds `conf/`. Values may take secrets from the environment as `${VAR}`; those, and any key that looks like
+a secret, are masked whenever the configuration is printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.model import durations
+from pipelines.errors import ConfigError
+from pipelines.model.typed_config import build, read_yaml, refers_to_env
+
+DEFAULT_ENV = "local"
+MASK = "****"
+_SECRET_KEY = re.compile(r"password|secret|jaas|token|credential|api[._-]?key", re.IGNORECASE)
+
+
+def _empty() -> Mapping[str, str]:
+    return types.MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where the events are and how Spark and the Python clients connect to it."""
+
+    bootstrap_servers: str = "localhost:9092"
+    topic_partitions: int = 2
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int | None = None
+    fail_on_data_loss: bool = True
+    # Java client settings for the Spark Kafka source, passed as `kafka.<key>` (SASL/SSL go here).
+    spark_options: Mapping[str, str] = field(default_factory=_empty)
+    # librdkafka settings for the Python producer and admin client (SASL/SSL go here too).
+    client_options: Mapping[str, str] = field(default_factory=_empty)
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """Where tables and checkpoints live. One root holds all state by default."""
+
+    root: str = "lakehouse"
+    tables: str | None = None
+    checkpoints: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamingSettings:
+    trigger_interval: str = "10 seconds"
+    watermark: str = "10 minutes"
+
+    def __post_init__(self) -> None:
+        for name in ("trigger_interval", "watermark"):
+            durations.seconds(getattr(self, name))  # a ValueError names the bad value
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str = "local[2]"
+    shuffle_partitions: int = 4
+    driver_memory: str = "2g"
+    ui: bool = False
+    log_level: str = "WARN"
+    conf: Mapping[str, str] = field(default_factory=_empty)
+
+
+@dataclass(frozen=True)
+class LocalBrokerSettings:
+    """The single-node KRaft broker that `lakepipe up` runs on this machine (loopback only)."""
+
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "512m"
+    state_dir: str = ".lakepipe/kafka"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Per-environment overrides of a pipeline spec."""
+
+    topic: str | None = None
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    """The keys a `conf/<env>.yaml` file may have."""
+
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    lake: LakeSettings = field(default_factory=LakeSettings)
+    streaming: StreamingSettings = field(default_factory=StreamingSettings)
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    local_broker: LocalBrokerSettings = field(default_factory=LocalBrokerSettings)
+    schemas_dir: str = "schemas"
+    specs_dir: str = "conf/pipelines"
+    pipelines: Mapping[str, PipelineSettings] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A resolved environment: the file's settings plus where they came from."""
+
+    env: str
+    source: Path
+    project_dir: Path
+    file: EnvFile
+    secret_keys: frozenset[str] = frozenset()
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return self.file.kafka
+
+    @property
+    def streaming(self) -> StreamingSettings:
+        return self.file.streaming
+
+    @property
+    def spark(self) -> SparkSettings:
+        return self.file.spark
+
+    @property
+    def local_broker(self) -> LocalBrokerSettings:
+        return self.file.local_broker
+
+    @property
+    def lake_root(self) -> str:
+        return self.resolve(self.file.lake.root)
+
+    @property
+    def tables_root(self) -> str:
+        return self.resolve(self.file.lake.tables) if self.file.lake.tables else _join(self.lake_root, "tables")
+
+    @property
+    def checkpoints_root(self) -> str:
+        lake = self.file.lake
+        return self.resolve(lake.checkpoints) if lake.checkpoints else _join(self.lake_root, "checkpoints")
+
+    @property
+    def schemas_dir(self) -> Path:
+        return Path(self.resolve(self.file.schemas_dir))
+
+    @property
+    def specs_dir(self) -> Path:
+        return Path(self.resolve(self.file.specs_dir))
+
+    def pipeline_names(self) -> list[str]:
+        """Every pipeline with a spec in the specs folder."""
+        return sorted(p.stem for p in self.specs_dir.glob("*.yaml"))
+
+    def spec_path(self, name: str) -> Path:
+        path = self.specs_dir / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(self.pipeline_names()) or "none"
+            raise ConfigError(f"no pipeline '{name}': there is no spec {path} (pipelines: {known})")
+        return path
+
+    def pipeline(self, name: str) -> PipelineSettings:
+        """This environment's overrides for pipeline `name` (none by default)."""
+        return self.file.pipelines.get(name, PipelineSettings())
+
+    def resolve(self, path: str) -> str:
+        """A path from the file: URIs and absolute paths as they are, others under the project folder."""
+        if "://" in path or path.startswith(("dbfs:", "/")):
+            return path
+        return str((self.project_dir / path).resolve())
+
+    def to_dict(self, masked: bool = True) -> dict[str, Any]:
+        """The resolved configuration as plain data, secrets masked unless `masked` is False."""
+        data = _plain(self.file)
+        data["lake"] = {
+            "root": self.lake_root,
+            "tables": self.tables_root,
+            "checkpoints": self.checkpoints_root,
+        }
+        data["schemas_dir"] = str(self.schemas_dir)
+        data["specs_dir"] = str(self.specs_dir)
+        if masked:
+            for section in ("spark_options", "client_options"):
+                opts = data["kafka"][section]
+                for k in opts:
+                    if f"kafka.{section}.{k}" in self.secret_keys or _SECRET_KEY.search(k):
+                        opts[k] = MASK
+            conf = data["spark"]["conf"]
+            for k in conf:
+                if f"spark.conf.{k}" in self.secret_keys or _SECRET_KEY.search(k):
+                    conf[k] = MASK
+        return {"env": self.env, "source": str(self.source), **data}
+
+
+def load_settings(env: str | None = None, conf_dir: str | Path | None = None) -> Settings:
+    """Load `<conf_dir>/<env>.yaml`, with `env` and `conf_dir` defaulting from the environment."""
+    env = env or os.environ.get("LAKEPIPE_ENV") or DEFAULT_ENV
+    conf = Path(conf_dir or os.environ.get("LAKEPIPE_CONF_DIR") or "conf").resolve()
+    path = conf / f"{env}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in conf.glob("*.yaml")) if conf.is_dir() else []
+        hint = f"environments in {conf}: {', '.join(available)}" if available else f"{conf} has no *.yaml files"
+        raise ConfigError(f"{path}: no such environment file ({hint}); pick one with --env NAME")
+    raw = read_yaml(path)
+    if raw is None:
+        raw = {}
+    file = build(EnvFile, raw, source=str(path), key="")
+    return Settings(
+        env=env, source=path, project_dir=conf.parent, file=file, secret_keys=frozenset(_env_paths(raw))
+    )
+
+
+def _env_paths(data: Any, prefix: str = "") -> list[str]:
+    """Key paths whose raw values refer to an environment variable (these are masked when printed)."""
+    if isinstance(data, dict):
+        out: list[str] = []
+        for k, v in data.items():
+            out += _env_paths(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [prefix] if refers_to_env(data) else []
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _join(root: str, name: str) -> str:
+    return root.rstrip("/") + "/" + name

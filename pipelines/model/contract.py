@@ -1,0 +1,117 @@
+"""Data contracts (`schemas/<pipeline>/contract.yaml`) as frozen, typed objects."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import types as T
+
+from pipelines.errors import ConfigError
+from pipelines.model.typed_config import load_typed
+
+FIELD_TYPES = ("string", "integer", "decimal", "double", "timestamp", "boolean")
+NUMERIC_TYPES = ("integer", "decimal", "double")
+TIMESTAMP_UNITS = ("ms",)  # a timestamp is ISO-8601 text unless `unit` says epoch milliseconds
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    required: bool = False
+    required_when: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    allowed: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+    precision: int = 18
+    scale: int = 4
+    path: tuple[str, ...] = ()  # where the value is in the JSON object, e.g. after.email; first present wins
+    unit: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in FIELD_TYPES:
+            raise ValueError(f"field '{self.name}': type '{self.type}' is not one of {', '.join(FIELD_TYPES)}")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"field '{self.name}': pattern is not a valid regex ({exc})") from None
+        if (self.min is not None or self.max is not None) and self.type not in NUMERIC_TYPES:
+            raise ValueError(f"field '{self.name}': min/max apply to integer, decimal and double fields only")
+        for p in self.path:
+            if not _PATH.match(p):
+                raise ValueError(f"field '{self.name}': path '{p}' is not a dotted list of plain names")
+        if self.unit is not None and (self.type != "timestamp" or self.unit not in TIMESTAMP_UNITS):
+            raise ValueError(f"field '{self.name}': unit applies to timestamp fields and is one of {TIMESTAMP_UNITS}")
+        if not 0 <= self.scale <= self.precision <= 38:
+            raise ValueError(f"field '{self.name}': need 0 <= scale <= precision <= 38")
+
+    @property
+    def json_paths(self) -> tuple[str, ...]:
+        return self.path or (self.name,)
+
+    @property
+    def spark_type(self) -> T.DataType:
+        return {
+            "string": T.StringType(),
+            "integer": T.LongType(),
+            "decimal": T.DecimalType(self.precision, self.scale),
+            "double": T.DoubleType(),
+            "timestamp": T.TimestampType(),
+            "boolean": T.BooleanType(),
+        }[self.type]
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    version: int
+    fields: tuple[FieldSpec, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"fields listed twice: {', '.join(dupes)}")
+        for f in self.fields:
+            for other, values in f.required_when.items():
+                if other not in names:
+                    raise ValueError(f"field '{f.name}': required_when names unknown field '{other}'")
+                if not values:
+                    raise ValueError(f"field '{f.name}': required_when.{other} lists no values")
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def top_level_keys(self) -> tuple[str, ...]:
+        """The keys of the JSON object that the contract reads (the rest go to `extra`)."""
+        return tuple(dict.fromkeys(p.split(".")[0] for f in self.fields for p in f.json_paths))
+
+    @property
+    def spark_schema(self) -> T.StructType:
+        return T.StructType([T.StructField(f.name, f.spark_type, True) for f in self.fields])
+
+
+def load_contract(path: Path) -> Contract:
+    if not path.is_file():
+        raise ConfigError(f"{path}: contract file not found")
+    return load_typed(Contract, path)
+
+
+def contract_path(schemas_dir: Path, pipeline: str) -> Path:
+    return schemas_dir / pipeline / "contract.yaml"

@@ -1,0 +1,185 @@
+"""Pipeline specs (`conf/pipelines/<name>.yaml`): what a pipeline reads, how it parses, what gold it builds.
+
+A spec plus a contract in `schemas/` is all a pipeline needs; the engine (`pipelines.engine.runner`) turns them into
+streams. `resolve_spec` checks everything that can be checked before Spark starts (the contract exists, the
+roles name contract fields, the event-time column is a timestamp, every gold function imports) and names
+the file and key of the first problem.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.model import durations
+from pipelines.model.contract import Contract, load_contract
+from pipelines.errors import ConfigError
+from pipelines.quality.suite import QualitySuite, load_suite
+from pipelines.model.typed_config import load_typed
+
+GOLD_MODES = ("upsert", "append", "rebuild")
+LAYERS = ("silver", "gold")
+DERIVED_SILVER_COLUMNS = ("event_date",)  # computed by silver from the event-time column
+SILVER_EXTRA_COLUMNS = ("extra", "topic", "partition", "offset", "kafka_timestamp")
+
+
+@dataclass(frozen=True)
+class GoldSpec:
+    """A table derived from silver by `function`, in one of three modes.
+
+    - `upsert`: `function(events, **options)` over the watermarked silver stream, MERGEd by `keys`;
+    - `append`: the same, appended (rows final once the watermark passes: alerts, closed windows);
+    - `rebuild`: for each micro-batch, every value of the one key it touches is recomputed from all the
+      silver rows with that value: `function(rows, **lookups, **options)` is a pure batch function and the
+      table's rows for those key values are replaced in one commit. For results that depend on order
+      rather than arrival (SCD history) or on other tables (`lookups`: argument -> "<pipeline>.<table>").
+    """
+
+    name: str
+    function: str  # dotted path, e.g. pipelines.domains.clickstream.gold.revenue_per_minute
+    mode: str = "upsert"
+    keys: tuple[str, ...] = ()
+    delete_flag: str | None = None  # upsert only: rows with this column true delete their key
+    options: Mapping[str, str] = field(default_factory=dict)
+    layer: str = "gold"
+    source: str | None = None  # rebuild only: the pipeline whose silver rows are read (default: this one)
+    lookups: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in GOLD_MODES:
+            raise ValueError(f"gold '{self.name}': mode '{self.mode}' is not one of {', '.join(GOLD_MODES)}")
+        if self.layer not in LAYERS:
+            raise ValueError(f"gold '{self.name}': layer '{self.layer}' is not one of {', '.join(LAYERS)}")
+        if self.mode == "upsert" and not self.keys:
+            raise ValueError(f"gold '{self.name}': mode upsert needs keys")
+        if self.mode == "append" and (self.keys or self.delete_flag):
+            raise ValueError(f"gold '{self.name}': mode append takes no keys or delete_flag")
+        if self.mode == "rebuild" and (len(self.keys) != 1 or self.delete_flag):
+            raise ValueError(f"gold '{self.name}': mode rebuild needs exactly one key and no delete_flag")
+        if self.mode != "rebuild" and (self.source or self.lookups):
+            raise ValueError(f"gold '{self.name}': source and lookups apply to mode rebuild only")
+        for arg, table in self.lookups.items():
+            if table.count(".") != 1:
+                raise ValueError(f"gold '{self.name}': lookup '{arg}' must be <pipeline>.<table>, not '{table}'")
+
+    @property
+    def derived(self) -> bool:
+        """Reads other tables (so it runs after the other gold queries in a `--once` run)."""
+        return bool(self.source or self.lookups)
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    """The expectation suite of the pipeline's silver table, and how often its batch-level rules run."""
+
+    suite: str  # relative to the schemas folder, e.g. clickstream/expectations.json
+    batch_every: int = 1  # run batch-level expectations on every Nth micro-batch
+
+    def __post_init__(self) -> None:
+        if self.batch_every < 1:
+            raise ValueError("quality.batch_every must be at least 1")
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    topic: str
+    key: str
+    contract: str  # relative to the schemas folder
+    events_table: str
+    event_time: str
+    dedup_key: str
+    watermark: str | None = None  # default: the environment's streaming.watermark
+    dedup_horizon: str = "1 hour"  # a conflicting copy is caught when event times are closer (pipelines.engine.dedup)
+    partition_by: tuple[str, ...] = ("event_date",)
+    gold: tuple[GoldSpec, ...] = ()
+    quality: QualitySpec | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.watermark is not None:
+            durations.seconds(self.watermark)
+        durations.seconds(self.dedup_horizon)
+        names = [g.name for g in self.gold]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"gold tables listed twice: {', '.join(dupes)}")
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """A spec with its contract loaded and its gold functions imported."""
+
+    spec: PipelineSpec
+    contract: Contract
+    functions: Mapping[str, Callable]
+    source: Path
+    suite: QualitySuite | None = None
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    spec = load_typed(PipelineSpec, path)
+    if spec.name != path.stem:
+        raise ConfigError(f"{path}: key 'name' is '{spec.name}' but the file is named {path.name}")
+    return spec
+
+
+def resolve_spec(path: Path, schemas_dir: Path) -> ResolvedSpec:
+    spec = load_spec(path)
+    contract_file = schemas_dir / spec.contract
+    if not contract_file.is_file():
+        raise ConfigError(f"{path}: key 'contract' names {contract_file}, which does not exist")
+    contract = load_contract(contract_file)
+    fields = set(contract.field_names)
+    for role in ("key", "event_time", "dedup_key"):
+        if getattr(spec, role) not in fields:
+            raise ConfigError(
+                f"{path}: key '{role}' names '{getattr(spec, role)}', which is not a field of {contract_file.name}"
+            )
+    if contract.field(spec.event_time).type != "timestamp":
+        raise ConfigError(
+            f"{path}: key 'event_time' names '{spec.event_time}', which is "
+            f"{contract.field(spec.event_time).type} in {contract_file.name}, not timestamp"
+        )
+    for col in spec.partition_by:
+        if col not in fields and col not in DERIVED_SILVER_COLUMNS:
+            raise ConfigError(f"{path}: key 'partition_by' names '{col}', which is not a silver column")
+    functions = {g.name: _import_function(path, i, g) for i, g in enumerate(spec.gold)}
+    suite = _load_suite(path, spec, contract, schemas_dir) if spec.quality else None
+    return ResolvedSpec(spec, contract, functions, path, suite)
+
+
+def _load_suite(path: Path, spec: PipelineSpec, contract: Contract, schemas_dir: Path) -> QualitySuite:
+    suite_file = schemas_dir / spec.quality.suite
+    if not suite_file.is_file():
+        raise ConfigError(f"{path}: key 'quality.suite' names {suite_file}, which does not exist")
+    suite = load_suite(suite_file)
+    columns = {*contract.field_names, *DERIVED_SILVER_COLUMNS, *SILVER_EXTRA_COLUMNS}
+    for rule in suite.rules:
+        for column in rule.columns:
+            if column not in columns:
+                raise ConfigError(f"{suite_file}: rule '{rule.name}' names column '{column}', which silver does not have")
+    return suite
+
+
+def _import_function(path: Path, index: int, g: GoldSpec) -> Callable:
+    key = f"gold[{index}].function"
+    module_name, _, attr = g.function.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr) if module_name else None
+    except ImportError as exc:
+        raise ConfigError(f"{path}: key '{key}': cannot import module '{module_name}' ({exc})") from None
+    except AttributeError:
+        fn = None
+    if not callable(fn):
+        raise ConfigError(f"{path}: key '{key}': '{g.function}' is not a function lakepipe can import")
+    params = inspect.signature(fn).parameters
+    for what, names in (("options", g.options), ("lookups", g.lookups)):
+        unknown = [o for o in names if o not in params]
+        if unknown:
+            raise ConfigError(f"{path}: key 'gold[{index}].{what}': {g.function} takes no argument '{unknown[0]}'")
+    return fn

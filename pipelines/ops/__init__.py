@@ -1,0 +1,1 @@
+"""Operations on the lakehouse: the table catalog, quarantine replay, compaction."""

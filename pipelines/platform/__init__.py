@@ -1,0 +1,1 @@
+"""Where lakepipe runs: the SparkSession factory, Maven-resolved jars, the local broker, Kafka admin."""

@@ -1,0 +1,103 @@
+"""Talking to the broker from Python: reachability, topics, client settings (confluent-kafka)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pipelines.model.config import KafkaSettings
+from pipelines.errors import KafkaUnreachableError, TopicMissingError
+
+_quiet = logging.getLogger("lakepipe.librdkafka")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+def client_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
+    """librdkafka settings: bootstrap servers, the configured client options, then `extra`."""
+    conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers, "logger": _quiet}
+    conf.update(kafka.client_options)
+    conf.update(extra)
+    return conf
+
+
+def admin(kafka: KafkaSettings) -> AdminClient:
+    return AdminClient(client_config(kafka))
+
+
+def list_topics(kafka: KafkaSettings, timeout: float = 5.0) -> set[str]:
+    """The topic names on the cluster; an unreachable cluster is a KafkaUnreachableError."""
+    client = admin(kafka)
+    try:
+        meta = client.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnreachableError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers} within {timeout:g}s ({exc.args[0].str()}): "
+            "start the local broker with `lakepipe up`, or fix kafka.bootstrap_servers in your conf file"
+        ) from None
+    return {name for name in meta.topics if not name.startswith("__")}
+
+
+def is_reachable(kafka: KafkaSettings, timeout: float = 2.0) -> bool:
+    try:
+        list_topics(kafka, timeout)
+    except KafkaUnreachableError:
+        return False
+    return True
+
+
+def ensure_topic(kafka: KafkaSettings, topic: str, partitions: int | None = None) -> bool:
+    """Create `topic` if it does not exist; returns True when it was created."""
+    if topic in list_topics(kafka):
+        return False
+    n = partitions or kafka.topic_partitions
+    client = admin(kafka)  # keep a reference: the futures fail if the client is collected
+    futures = client.create_topics([NewTopic(topic, num_partitions=n, replication_factor=-1)])
+    try:
+        futures[topic].result(timeout=30)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise
+        return False
+    return True
+
+
+def delete_topic(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> None:
+    """Delete `topic` if it exists, and wait until the broker no longer lists it."""
+    if topic not in list_topics(kafka):
+        return
+    client = admin(kafka)
+    client.delete_topics([topic])[topic].result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while topic in list_topics(kafka) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def require_topic(kafka: KafkaSettings, topic: str) -> None:
+    """Fail fast, with what to do, when a pipeline's topic is not there."""
+    if topic not in list_topics(kafka):
+        raise TopicMissingError(
+            f"topic '{topic}' does not exist on {kafka.bootstrap_servers}: create it, or run "
+            "`lakepipe simulate <pipeline>` which creates it"
+        )
+
+
+def end_offsets(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """High watermark per partition of `topic` (the offset the next record will get)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(client_config(kafka, **{"group.id": "lakepipe-offsets", "enable.auto.commit": False}))
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout)
+        parts = meta.topics[topic].partitions
+        out = {}
+        for p in parts:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            out[p] = high
+        return out
+    finally:
+        consumer.close()

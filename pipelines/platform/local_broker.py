@@ -1,0 +1,239 @@
+"""The local Kafka broker: one KRaft node (broker + controller) in its own JVM, from Maven Central jars.
+
+`lakepipe up` formats storage on first start, starts the JVM detached, and waits until it answers;
+`lakepipe down` stops it with SIGTERM (a clean shutdown), then SIGKILL if it hangs. State (data, logs,
+pid file) lives under `local_broker.state_dir` (default `.lakepipe/kafka`, git-ignored).
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.model.config import KafkaSettings, Settings
+from pipelines.errors import BrokerError, PortInUseError
+from pipelines.platform.jars import PROJECT_DIR, jar_files, java_executable
+from pipelines.platform.kafka_admin import is_reachable
+
+
+@dataclass(frozen=True)
+class BrokerPaths:
+    state: Path
+
+    @property
+    def data(self) -> Path:
+        return self.state / "data"
+
+    @property
+    def properties(self) -> Path:
+        return self.state / "server.properties"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / "broker.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.state / "broker.log"
+
+    @property
+    def console(self) -> Path:
+        return self.state / "console.log"
+
+
+def paths(settings: Settings) -> BrokerPaths:
+    return BrokerPaths(Path(settings.resolve(settings.local_broker.state_dir)))
+
+
+def bootstrap(settings: Settings) -> str:
+    b = settings.local_broker
+    return f"{b.host}:{b.port}"
+
+
+def running_pid(settings: Settings) -> int | None:
+    """The pid of the broker this folder started, if that process is still alive."""
+    pid_file = paths(settings).pid_file
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, PermissionError):
+        cmdline = None
+    alive = _alive(pid)
+    if not alive or (cmdline is not None and "kafka.Kafka" not in cmdline):
+        pid_file.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def start(settings: Settings, timeout: float = 90.0) -> str:
+    """Start the broker unless it already runs; returns a one-line status message."""
+    b = settings.local_broker
+    local = KafkaSettings(bootstrap_servers=bootstrap(settings))
+    pid = running_pid(settings)
+    if pid is not None:
+        if _wait_reachable(local, timeout):
+            return f"Kafka broker already running at {bootstrap(settings)} (pid {pid}); reusing it"
+        raise BrokerError(f"the broker process {pid} runs but does not answer: run `lakepipe down` then `lakepipe up`")
+    if _port_busy(b.host, b.port):
+        if is_reachable(local, timeout=3):
+            return f"a Kafka broker already answers at {bootstrap(settings)} (not started from here); reusing it"
+        raise PortInUseError(_busy_message(settings, b.port, "local_broker.port"))
+    if _port_busy(b.host, b.controller_port):
+        raise PortInUseError(_busy_message(settings, b.controller_port, "local_broker.controller_port"))
+
+    java = java_executable()
+    classpath = os.pathsep.join(str(j) for j in jar_files("kafka"))
+    p = paths(settings)
+    p.data.mkdir(parents=True, exist_ok=True)
+    _render_properties(settings, p)
+    if not (p.data / "meta.properties").exists():
+        _format_storage(java, classpath, p)
+
+    log4j = PROJECT_DIR / "infra" / "kafka" / "log4j2.properties"
+    cmd = [
+        java, f"-Xmx{b.heap}", f"-Xms{b.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.file={p.log}",
+        "-cp", classpath, "kafka.Kafka", str(p.properties),
+    ]  # fmt: skip
+    with open(p.console, "ab") as console:
+        proc = subprocess.Popen(
+            cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    p.pid_file.write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            p.pid_file.unlink(missing_ok=True)
+            raise BrokerError(f"the broker exited at start ({_last_error(p)}); full log: {p.log}")
+        if is_reachable(local, timeout=1):
+            return f"Kafka broker started at {bootstrap(settings)} (pid {proc.pid}, data in {p.data})"
+        time.sleep(0.5)
+    _terminate(proc.pid, grace=10)
+    p.pid_file.unlink(missing_ok=True)
+    raise BrokerError(f"the broker did not answer within {timeout:g}s; see {p.log}")
+
+
+def stop(settings: Settings, timeout: float = 30.0) -> str:
+    pid = running_pid(settings)
+    if pid is None:
+        return "Kafka broker is not running (nothing to stop)"
+    _terminate(pid, grace=timeout)
+    paths(settings).pid_file.unlink(missing_ok=True)
+    return f"Kafka broker stopped (pid {pid})"
+
+
+def status(settings: Settings) -> str:
+    pid = running_pid(settings)
+    local = KafkaSettings(bootstrap_servers=bootstrap(settings))
+    if pid is None:
+        return f"Kafka broker is not running (start it with `lakepipe up`); state in {paths(settings).state}"
+    answers = "answering" if is_reachable(local, timeout=3) else "NOT answering"
+    return f"Kafka broker running at {bootstrap(settings)} (pid {pid}), {answers}"
+
+
+def _render_properties(settings: Settings, p: BrokerPaths) -> None:
+    b = settings.local_broker
+    template = (PROJECT_DIR / "infra" / "kafka" / "server.properties").read_text()
+    advertised = "localhost" if b.host in ("127.0.0.1", "0.0.0.0") else b.host
+    p.properties.write_text(
+        template.format(
+            host=b.host, port=b.port, controller_port=b.controller_port,
+            advertised_host=advertised, log_dir=p.data,
+        )  # fmt: skip
+    )
+
+
+def _format_storage(java: str, classpath: str, p: BrokerPaths) -> None:
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cmd = [
+        java, "-Xmx256m", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
+        "-t", cluster_id, "-c", str(p.properties), "--ignore-formatted",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        detail = (res.stderr or res.stdout).strip().splitlines()
+        raise BrokerError(f"formatting broker storage in {p.data} failed: {detail[-1] if detail else res.returncode}")
+
+
+def _wait_reachable(kafka: KafkaSettings, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_reachable(kafka, timeout=1):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _port_busy(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+def _busy_message(settings: Settings, port: int, key: str) -> str:
+    return (
+        f"port {port} on {settings.local_broker.host} is held by another program that is not a Kafka broker: "
+        f"stop it, or set {key} (and kafka.bootstrap_servers) in {settings.source}"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _terminate(pid: int, grace: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            waited, _ = os.waitpid(pid, os.WNOHANG)
+            if waited == pid:
+                return
+        except ChildProcessError:
+            pass
+        if not _alive(pid):
+            return
+        time.sleep(0.2)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _last_error(p: BrokerPaths) -> str:
+    for f in (p.console, p.log):
+        if f.exists():
+            lines = [ln for ln in f.read_text(errors="replace").splitlines() if "ERROR" in ln or "Exception" in ln]
+            if lines:
+                return lines[-1].strip()[:300]
+    return "no error line in the logs"
