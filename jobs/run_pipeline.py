@@ -6,9 +6,10 @@ spark-submit --jars "$(ls .jars/spark/*.jar | paste -sd,)" --py-files dist/lakep
 
 import argparse
 
-from pipelines.model.config import load_settings
 from pipelines.engine.runner import run
-from pipelines.platform.session import get_spark, stop_spark
+from pipelines.model.config import load_settings
+from pipelines.model.project import load_project
+from pipelines.platform.session import spark_session
 
 
 def main() -> None:
@@ -18,12 +19,9 @@ def main() -> None:
     parser.add_argument("--env", help="environment: conf/NAME.yaml")
     parser.add_argument("--conf-dir", help="folder of environment files")
     args = parser.parse_args()
-    settings = load_settings(args.env, args.conf_dir)
-    spark = get_spark(settings.spark, f"lakepipe-{'-'.join(args.pipeline)}")
-    try:
-        run(spark, settings, args.pipeline, once=args.once)
-    finally:
-        stop_spark(spark)
+    project = load_project(load_settings(args.env, args.conf_dir), args.pipeline)
+    with spark_session(project.settings.spark, f"lakepipe-{'-'.join(args.pipeline)}") as spark:
+        run(spark, project, args.pipeline, once=args.once)
 
 
 if __name__ == "__main__":

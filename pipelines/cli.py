@@ -33,6 +33,13 @@ def _settings(args: argparse.Namespace):
     return load_settings(getattr(args, "env", None), getattr(args, "conf_dir", None))
 
 
+def _project(args: argparse.Namespace, names: Sequence[str] | None = None):
+    """The project of the environment: every pipeline, or only `names` (and those they read)."""
+    from pipelines.model.project import load_project
+
+    return load_project(_settings(args), None if names is None else list(names))
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from pipelines.platform import local_broker
 
@@ -68,7 +75,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from pipelines.simulate import simulate
 
-    tally = simulate(_settings(args), args)
+    tally = simulate(_project(args, [args.pipeline]), args)
     print(tally.summary())
     if args.tally_json:
         with open(args.tally_json, "w", encoding="utf-8") as f:
@@ -85,22 +92,19 @@ def _named_pipelines(args: argparse.Namespace, settings) -> list[str]:  # noqa: 
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.platform import kafka_admin
     from pipelines.engine import runner
-    from pipelines.platform.session import get_spark, stop_spark
+    from pipelines.platform import kafka_admin
+    from pipelines.platform.session import spark_session
 
     settings = _settings(args)
     names = _named_pipelines(args, settings)
     if not names:
         return 2
-    for name in names:  # config, contract, broker and topic errors before Spark starts
-        pipeline = runner.load_pipeline(settings, name)
-        kafka_admin.require_topic(settings.kafka, pipeline.topic)
-    spark = get_spark(settings.spark, f"lakepipe-run-{'-'.join(names)}")
-    try:
-        result = runner.run(spark, settings, names, once=args.once)
-    finally:
-        stop_spark(spark)
+    project = _project(args, names)  # config, contract, broker and topic errors before Spark starts
+    for name in names:
+        kafka_admin.require_topic(settings.kafka, project.topic(name))
+    with spark_session(settings.spark, f"lakepipe-run-{'-'.join(names)}") as spark:
+        result = runner.run(spark, project, names, once=args.once)
     for name, m in result.queries.items():
         late = f", {m.late_rows_dropped} late rows left out" if m.late_rows_dropped else ""
         print(f"{name}: {m.input_rows} rows in {m.batches} batches{late}")
@@ -112,19 +116,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from pipelines.ops.maintenance import compact
-    from pipelines.engine.runner import load_pipeline
-    from pipelines.platform.session import get_spark, stop_spark
+    from pipelines.platform.session import spark_session
 
     settings = _settings(args)
     names = _named_pipelines(args, settings)
     if not names:
         return 2
-    tables = list({t.name: t for n in names for t in load_pipeline(settings, n).layout.tables}.values())
-    spark = get_spark(settings.spark, "lakepipe-optimize")
-    try:
+    project = _project(args, names)
+    tables = list({t.name: t for n in names for t in project.pipeline(n).layout.tables}.values())
+    with spark_session(settings.spark, "lakepipe-optimize") as spark:
         done = compact(spark, tables)
-    finally:
-        stop_spark(spark)
     for c in done:
         print(f"{c.table}: {c.files_before} files -> {c.files_after} ({c.bytes_after / 1e6:,.1f} MB)")
     if not done:
@@ -133,15 +134,16 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from pipelines.engine.runner import check_all, load_pipeline
+    from pipelines.model.project import check_project, load_project
 
     settings = _settings(args)
-    results = check_all(settings)
+    results = check_project(settings)
+    loaded = load_project(settings, [n for n, problem in results.items() if not problem])
     for name, problem in results.items():
         if problem:
             print(f"FAIL {name}: {problem}")
         else:
-            p = load_pipeline(settings, name)
+            p = loaded.pipeline(name)
             gold = ", ".join(g.name for g in p.spec.gold) or "none"
             quality = (f", quality: {len(p.suite.row_rules)} row rules, {len(p.suite.batch_rules)} batch rules"
                        if p.suite else "")  # fmt: skip
@@ -154,14 +156,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_tables(args: argparse.Namespace) -> int:
     from pipelines.ops.catalog import list_tables
-    from pipelines.platform.session import get_spark, stop_spark
+    from pipelines.platform.session import spark_session
 
-    settings = _settings(args)
-    spark = get_spark(settings.spark, "lakepipe-tables")
-    try:
-        rows = list_tables(spark, settings)
-    finally:
-        stop_spark(spark)
+    project = _project(args)
+    with spark_session(project.settings.spark, "lakepipe-tables") as spark:
+        rows = list_tables(spark, project)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -174,55 +173,35 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from pipelines.ops.catalog import read_table
-    from pipelines.platform.session import get_spark, stop_spark
+    from pipelines.platform.session import spark_session
 
-    settings = _settings(args)
-    spark = get_spark(settings.spark, "lakepipe-show")
-    try:
-        read_table(spark, settings, args.table).show(args.rows, truncate=not args.no_truncate, vertical=args.vertical)
-    finally:
-        stop_spark(spark)
+    project = _project(args)
+    with spark_session(project.settings.spark, "lakepipe-show") as spark:
+        read_table(spark, project, args.table).show(args.rows, truncate=not args.no_truncate, vertical=args.vertical)
     return 0
 
 
-def _pipeline_of(settings, table: str):  # noqa: ANN001, ANN202
-    """The pipeline named `table`, or owning the silver or quarantine table `table`."""
-    from pipelines.errors import TableNotFoundError
-    from pipelines.engine.runner import load_pipeline
-
-    for name in settings.pipeline_names():
-        p = load_pipeline(settings, name)
-        if table in (name, p.layout.silver.name, p.layout.quarantine.name):
-            return p
-    raise TableNotFoundError(f"no pipeline, silver or quarantine table named '{table}' (`lakepipe tables` lists them)")
-
-
 def _cmd_quality(args: argparse.Namespace) -> int:
-    from pipelines.model import durations
     from pipelines.engine.delta_io import is_delta_table
     from pipelines.errors import TableNotFoundError
+    from pipelines.model import durations
+    from pipelines.platform.session import spark_session
     from pipelines.quality.report import build_docs, recorded, summary
-    from pipelines.engine.runner import load_pipeline
-    from pipelines.platform.session import get_spark, stop_spark
 
-    settings = _settings(args)
-    table = _pipeline_of(settings, args.table).layout.silver.name if args.table else None
+    project = _project(args)
+    table = project.owner(args.table).layout.silver.name if args.table else None
     since = durations.seconds(args.since) if args.since else None
-    pipelines = [load_pipeline(settings, n) for n in settings.pipeline_names()]
-    path = pipelines[0].layout.quality.path if pipelines else None
-    spark = get_spark(settings.spark, "lakepipe-quality")
-    try:
-        if path is None or not is_delta_table(spark, path):
+    path = project.quality_table.path
+    with spark_session(project.settings.spark, "lakepipe-quality") as spark:
+        if not project.pipelines or not is_delta_table(spark, path):
             raise TableNotFoundError("no quality results yet: run a pipeline first (`lakepipe run NAME --once`)")
         results = recorded(spark, path, table, since)
         if args.docs:
-            suites = {p.layout.silver.name: p.suite for p in pipelines if p.suite}
+            suites = {p.layout.silver.name: p.suite for p in project.pipelines.values() if p.suite}
             index = build_docs(results, suites, Path(args.docs))
             print(f"Data Docs: {index}")
             return 0
         rows = summary(results)
-    finally:
-        stop_spark(spark)
     if not rows:
         print("no quality results" + (f" in the last {args.since}" if args.since else ""))
         return 0
@@ -239,12 +218,11 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
     from pyspark.sql import functions as F
 
     from pipelines.ops.quarantine import pending, reason_counts, replay
-    from pipelines.platform.session import get_spark, stop_spark
+    from pipelines.platform.session import spark_session
 
-    settings = _settings(args)
-    p = _pipeline_of(settings, args.table)
-    spark = get_spark(settings.spark, "lakepipe-quarantine")
-    try:
+    project = _project(args)
+    p = project.owner(args.table)
+    with spark_session(project.settings.spark, "lakepipe-quarantine") as spark:
         if args.action == "list":
             rows = pending(spark, p.layout.quarantine.path, args.reason, args.since)
             counts = reason_counts(rows)
@@ -258,8 +236,6 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
                 print(f"  {r.topic}/{r.partition}/{r.offset}  {','.join(r.reasons)}  {r.value!r}")
             return 0
         result = replay(spark, p, args.reason, args.since)
-    finally:
-        stop_spark(spark)
     if result.replay_id is None:
         print("nothing to replay: no quarantined rows match (or all were replayed already)")
         return 0
@@ -269,25 +245,26 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pipelines.platform import kafka_admin
     from pipelines.demo import reset, run_demo
-    from pipelines.platform.session import get_spark, stop_spark
+    from pipelines.domains import domains
+    from pipelines.platform import kafka_admin
+    from pipelines.platform.session import spark_session
 
-    settings = _settings(args)
+    project = _project(args, list(domains()))
+    settings = project.settings
     kafka_admin.list_topics(settings.kafka)  # one clear line if the broker is down
     if args.fresh:
-        reset(settings)
-    spark = get_spark(settings.spark, "lakepipe-demo")
-    try:
-        run_demo(spark, settings, events=args.events)
-    finally:
-        stop_spark(spark)
+        reset(project)
+    with spark_session(settings.spark, "lakepipe-demo") as spark:
+        run_demo(spark, project, events=args.events)
     env = f" --env {settings.env}" if settings.env != "local" else ""
     print(f"\nexplore: lakepipe tables{env} | lakepipe show payments_fraud_alerts{env} | lakepipe run --all{env}")
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
+    from pipelines.domains import domains, fault_flags
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--env", default=argparse.SUPPRESS, help="environment: loads conf/NAME.yaml (default: $LAKEPIPE_ENV or local)")
     common.add_argument("--conf-dir", default=argparse.SUPPRESS, help="folder of environment files (default: $LAKEPIPE_CONF_DIR or ./conf)")
@@ -307,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="as JSON")
 
     p = add("simulate", _cmd_simulate, "publish simulated events to a pipeline's topic")
-    p.add_argument("pipeline", help="pipeline name; the simulator is chosen by it (clickstream, iot, payments, customers)")
+    p.add_argument("pipeline", help=f"pipeline name; the simulator is chosen by it ({', '.join(domains())})")
     how_long = p.add_mutually_exclusive_group()
     how_long.add_argument("--events", type=int, help="how many events to send (default 1000)")
     how_long.add_argument("--seconds", type=float, help="send for this many seconds")
@@ -315,18 +292,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="random seed (same seed, same events)")
     p.add_argument("--start", help="simulated time of the first event, ISO-8601 (default: now)")
     p.add_argument("--events-per-second", type=float, default=20.0, help="simulated event rate (event_time spacing)")
-    for fault, text in (
-        ("duplicates", "exact re-sends"),
-        ("conflicts", "same event_id, other payload"),
-        ("malformed", "invalid JSON, wrong types, missing fields, out of range, not in set"),
-        ("late", "event_time older than the watermark"),
-        ("out-of-order", "events sent after later ones"),
-        ("anomalies", "iot: readings far off the device's normal"),
-        ("stuck", "iot: sensors stuck on one value (per reading)"),
-        ("dropouts", "iot: devices going silent (per reading)"),
-        ("fraud", "payments: fraud incidents started (per transaction)"),
-    ):
-        p.add_argument(f"--{fault}", type=float, default=0.0, metavar="RATE", help=f"fraction of {text}")
+    every = set(domains())
+    for flag, (text, takers) in fault_flags().items():
+        who = "" if set(takers) == every else f"{', '.join(takers)}: "
+        p.add_argument(f"--{flag.replace('_', '-')}", type=float, default=0.0, metavar="RATE", help=f"{who}fraction of {text}")
     p.add_argument("--topic", help="topic (default: the pipeline's topic in the conf file)")
     p.add_argument("--out", help="also write the events to this JSON-lines file (for replay)")
     p.add_argument("--replay", help="send the events of a JSON-lines file written with --out instead")
@@ -344,7 +313,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")
     p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
 
-    p = add("demo", _cmd_demo, "simulate all four domains with faults, run every pipeline, summarise each domain")
+    p = add("demo", _cmd_demo, "simulate every domain with faults, run every pipeline, summarise each domain")
     p.add_argument("--events", type=int, default=3000, help="events per domain in the first wave (default 3000)")
     p.add_argument("--fresh", action="store_true", help="delete this environment's topic and lake folder first")
 

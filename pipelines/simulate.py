@@ -5,17 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.model.config import Settings
+from pipelines.domains import SimulatorOptions, domain, fault_flags
 from pipelines.errors import ConfigError
-from pipelines.engine.runner import topic_of
+from pipelines.model.project import Project
 from pipelines.simulators.base import EventSource, FileSink, KafkaSink, ReplaySource, SimEvent, Tally, publish
-from pipelines.domains.customers.simulator import CdcFaults, CdcGenerator
-from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
-from pipelines.domains.iot.simulator import IotFaults, IotGenerator
-from pipelines.domains.payments.simulator import PaymentFaults, PaymentsGenerator
 
 
 class _Tee:
@@ -35,62 +30,23 @@ class _Tee:
         self.kafka.close()
 
 
-FAULT_FLAGS = ("duplicates", "conflicts", "malformed", "late", "out_of_order", "anomalies", "stuck", "dropouts", "fraud")
-
-
-def _clickstream(args: argparse.Namespace, start: dt.datetime | None) -> EventSource:
-    faults = FaultRates(
-        exact_duplicate=args.duplicates, conflicting_duplicate=args.conflicts,
-        malformed=args.malformed, late=args.late, out_of_order=args.out_of_order,
-    )  # fmt: skip
-    return ClickstreamGenerator(seed=args.seed, start=start, events_per_second=args.events_per_second, faults=faults)
-
-
-def _iot(args: argparse.Namespace, start: dt.datetime | None) -> EventSource:
-    faults = IotFaults(
-        exact_duplicate=args.duplicates, malformed=args.malformed, late=args.late,
-        spike=args.anomalies, stuck=args.stuck, dropout=args.dropouts,
-    )  # fmt: skip
-    return IotGenerator(seed=args.seed, start=start, faults=faults)
-
-
-def _payments(args: argparse.Namespace, start: dt.datetime | None) -> EventSource:
-    faults = PaymentFaults(exact_duplicate=args.duplicates, malformed=args.malformed, fraud=args.fraud)
-    return PaymentsGenerator(seed=args.seed, start=start, faults=faults)
-
-
-def _customers(args: argparse.Namespace, start: dt.datetime | None) -> EventSource:
-    faults = CdcFaults(exact_duplicate=args.duplicates, out_of_order=args.out_of_order, malformed=args.malformed)
-    return CdcGenerator(seed=args.seed, start=start, faults=faults)
-
-
-# pipeline -> (simulator factory, the fault flags it understands)
-SIMULATORS: dict[str, tuple[Callable[[argparse.Namespace, dt.datetime | None], EventSource], tuple[str, ...]]] = {
-    "clickstream": (_clickstream, ("duplicates", "conflicts", "malformed", "late", "out_of_order")),
-    "iot": (_iot, ("duplicates", "malformed", "late", "anomalies", "stuck", "dropouts")),
-    "payments": (_payments, ("duplicates", "malformed", "fraud")),
-    "customers": (_customers, ("duplicates", "malformed", "out_of_order")),
-}
-
-
 def source(args: argparse.Namespace) -> EventSource:
     if args.replay:
         return ReplaySource(Path(args.replay))
-    if args.pipeline not in SIMULATORS:
-        raise ConfigError(f"no simulator for pipeline '{args.pipeline}' (simulators: {', '.join(SIMULATORS)})")
-    factory, flags = SIMULATORS[args.pipeline]
-    for flag in FAULT_FLAGS:
-        if getattr(args, flag, 0) and flag not in flags:
-            usable = ", ".join(f"--{f.replace('_', '-')}" for f in flags)
+    d = domain(args.pipeline)
+    for flag in fault_flags():
+        if getattr(args, flag, 0) and flag not in d.faults:
+            usable = ", ".join(f"--{f.replace('_', '-')}" for f in d.faults)
             raise ConfigError(f"--{flag.replace('_', '-')} does not apply to the {args.pipeline} simulator (it takes {usable})")
     start = dt.datetime.fromisoformat(args.start) if args.start else None
-    return factory(args, start)
+    faults = {flag: getattr(args, flag, 0.0) for flag in d.faults}
+    return d.simulator(SimulatorOptions(args.seed, start, args.events_per_second, faults))
 
 
-def simulate(settings: Settings, args: argparse.Namespace) -> Tally:
-    topic = args.topic or topic_of(settings, args.pipeline)
+def simulate(project: Project, args: argparse.Namespace) -> Tally:
+    topic = args.topic or project.topic(args.pipeline)
     tally = Tally()
-    sink = KafkaSink(settings.kafka, topic, tally)
+    sink = KafkaSink(project.settings.kafka, topic, tally)
     if args.out:
         sink = _Tee(sink, FileSink(Path(args.out), Tally()))
     count = args.events if args.events is not None else (None if args.seconds else 1000)

@@ -8,9 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.platform import kafka_admin
-from pipelines.bench.common import Figure, Topics
 from pipelines.bench import common, latency
+from pipelines.bench.common import Figure, Topics
 from pipelines.bench.growth import bench_growth, bench_growth_pipeline, bench_silver_growth, files_after_long_run
 from pipelines.bench.latency import bench_latency
 from pipelines.bench.producer import bench_producer
@@ -18,6 +17,7 @@ from pipelines.bench.report import machine, report
 from pipelines.bench.stages import bench_bronze, bench_gold, bench_quality, bench_typed
 from pipelines.bench.sustained import bench_sustained
 from pipelines.model.config import Settings, load_settings
+from pipelines.platform import kafka_admin
 from pipelines.platform.jars import PROJECT_DIR
 from pipelines.platform.session import get_spark, stop_spark
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from pipelines.platform import kafka_admin
-from pipelines.model.config import KafkaSettings
-from pipelines.simulators.base import SimEvent
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator
+from pipelines.model.config import KafkaSettings
+from pipelines.platform import kafka_admin
+from pipelines.simulators.base import SimEvent
 
 # The producer settings of every side of every figure (Kafka's perf tool gets the same, see producer.py).
 PRODUCER_CONF = {"linger.ms": 20, "batch.size": 1_000_000, "acks": "all", "enable.idempotence": True,

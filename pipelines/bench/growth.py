@@ -22,14 +22,15 @@ from pathlib import Path
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from pipelines.engine import runner
 from pipelines.bench import common, stages
 from pipelines.bench.common import DriverMemory, Figure, Topics, scratch_dir
 from pipelines.bench.latency import pipeline_settings
 from pipelines.bench.stages import drain_ours
-from pipelines.model.config import KafkaSettings, Settings
-from pipelines.ops.maintenance import compact
+from pipelines.engine import runner
 from pipelines.engine.silver import ensure_silver_tables, silver_schema
+from pipelines.model.config import KafkaSettings, Settings
+from pipelines.model.project import load_project
+from pipelines.ops.maintenance import compact
 
 STAGES = ("bronze", "silver", "gold")
 
@@ -37,7 +38,7 @@ STAGES = ("bronze", "silver", "gold")
 def drain_pipeline(spark, settings: Settings, topic: str, root: Path) -> list[float]:  # noqa: ANN001
     """Seconds per stage of one `run --once` of the clickstream pipeline over `topic`, lake under `root`."""
     env = pipeline_settings(settings, root, topic, settings.streaming.trigger_interval)
-    return runner.run(spark, env, ["clickstream"], once=True).stage_seconds[: len(STAGES)]
+    return runner.run(spark, load_project(env, ["clickstream"]), ["clickstream"], once=True).stage_seconds[: len(STAGES)]
 
 
 def _flatness(name: str, what: str, rows: list[dict], memory: DriverMemory, key: str) -> Figure:
@@ -139,5 +140,5 @@ def bench_silver_growth(spark, kafka: KafkaSettings, topics: Topics, n: int, row
 
 def files_after_long_run(spark, settings: Settings, l1_root: Path) -> list[dict]:  # noqa: ANN001
     """Files per table that L1e's continuous run left, before and after compaction."""
-    layout = runner.load_pipeline(pipeline_settings(settings, l1_root, "-", "0 seconds"), "clickstream").layout
+    layout = load_project(pipeline_settings(settings, l1_root, "-", "0 seconds"), ["clickstream"]).pipeline("clickstream").layout
     return [vars(c) for c in compact(spark, list(layout.tables))]

@@ -30,13 +30,14 @@ from confluent_kafka import Producer
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from pipelines.platform import kafka_admin
-from pipelines.engine import runner
-from pipelines.bench.common import PRODUCER_CONF, DriverMemory, Figure, Topics, payloads
 from pipelines.bench import stages
-from pipelines.model.config import KafkaSettings, LakeSettings, PipelineSettings, Settings
+from pipelines.bench.common import PRODUCER_CONF, DriverMemory, Figure, Topics, payloads
+from pipelines.engine import runner
 from pipelines.engine.delta_log import commit_times, file_versions, latest_version
 from pipelines.errors import LakepipeError
+from pipelines.model.config import KafkaSettings, LakeSettings, PipelineSettings, Settings
+from pipelines.model.project import load_project
+from pipelines.platform import kafka_admin
 
 WARMUP_SECONDS = 10
 CATCH_UP_SECONDS = 300
@@ -233,9 +234,10 @@ def measure_pipeline(spark, settings: Settings, topics: Topics, rate: float, sec
     """The whole clickstream pipeline (bronze, silver with its suite, three gold queries) running together."""
     topic = topics.new("l1e")
     env = pipeline_settings(settings, root, topic, "0 seconds")
-    queries = runner.start_all(spark, env, ["clickstream"], {"processingTime": "0 seconds"})
+    project = load_project(env, ["clickstream"])
+    queries = runner.start_all(spark, project, ["clickstream"], {"processingTime": "0 seconds"})
     by_name = {q.name: q for q in queries}
-    layout = runner.load_pipeline(env, "clickstream").layout
+    layout = project.pipeline("clickstream").layout
     bronze, silver = layout.bronze.path, layout.silver.path
     gold = [q for q in queries if ".gold." in q.name]
     out = measured(spark, settings.kafka, topic, rate, seconds, queries, lambda n: (

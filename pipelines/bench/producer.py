@@ -15,11 +15,11 @@ from pathlib import Path
 
 from pipelines.bench import common
 from pipelines.bench.common import PRODUCER_CONF, Figure, RssSampler, Topics, produce
-from pipelines.model.config import KafkaSettings
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from pipelines.errors import LakepipeError
+from pipelines.model.config import KafkaSettings
 from pipelines.platform.jars import PROJECT_DIR
 from pipelines.simulators.base import KafkaSink, Tally, publish
-from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 
 TOOLS_DIR = PROJECT_DIR / ".jars" / "kafka-tools"
 PERF_LINE = re.compile(r"^(\d+) records sent, ([\d.]+) records/sec")

@@ -21,17 +21,18 @@ from pathlib import Path
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from pipelines.engine import runner
 from pipelines.bench import common
 from pipelines.bench.common import DriverMemory, Figure, Topics, scratch_dir, timed_pairs
 from pipelines.engine.bronze import BRONZE_SCHEMA, PARTITION_BY, start_bronze
-from pipelines.model.config import KafkaSettings
 from pipelines.engine.delta_io import ensure_table
-from pipelines.errors import LakepipeError
-from pipelines.platform.jars import PROJECT_DIR
-from pipelines.model.layout import PipelineLayout, Table
+from pipelines.engine.gold.outputs import start_gold as start_output
 from pipelines.engine.silver import SilverBatchWriter, ensure_silver_tables
+from pipelines.errors import LakepipeError
+from pipelines.model.config import KafkaSettings
+from pipelines.model.layout import PipelineLayout, Table
+from pipelines.model.project import Pipeline
 from pipelines.model.spec import ResolvedSpec, resolve_spec
+from pipelines.platform.jars import PROJECT_DIR
 
 AVAILABLE_NOW = {"availableNow": True}
 
@@ -185,12 +186,12 @@ def bench_typed(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: Pa
 def start_gold(spark, silver: str, root: Path, trigger: dict, only: int | None = None) -> list:  # noqa: ANN001
     """The clickstream gold queries (or the `only`-th) over the silver table at `silver`, tables under `root`."""
     resolved, tables = clickstream(), layout(root, silver)
-    p = runner.Pipeline(resolved.spec, resolved.contract, resolved.functions, "-", "10 minutes", tables, {})
+    p = Pipeline(resolved.spec, resolved.contract, resolved.functions, "-", "10 minutes", tables, {})
     golds = [g for i, g in enumerate(resolved.spec.gold) if only is None or i == only]
     for g in golds:
         schema = p.gold_rows(g, spark.readStream.format("delta").load(silver)).schema
         ensure_table(spark, tables.gold_table(g.name).path, StructType([f for f in schema if f.name != g.delete_flag]))
-    return [runner.start_gold(spark, p, g, trigger) for g in golds]
+    return [start_output(spark, p, g, trigger) for g in golds]
 
 
 def bench_gold(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: Path) -> Figure:  # noqa: ANN001

@@ -22,12 +22,13 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from pipelines.engine import runner
-from pipelines.model import durations
 from pipelines.bench.common import DriverMemory, Figure, Topics, payloads
 from pipelines.bench.latency import PacedSender, pipeline_settings, wait_for
-from pipelines.model.config import Settings
+from pipelines.engine import runner
 from pipelines.errors import LakepipeError
+from pipelines.model import durations
+from pipelines.model.config import Settings
+from pipelines.model.project import load_project
 
 SAMPLE_SECONDS = 2
 MAX_GROWTH = 0.05  # trough-to-trough backlog growth, as a fraction of the records sent meanwhile, still flat
@@ -114,7 +115,7 @@ def bench_sustained(spark, settings: Settings, topics: Topics, scratch: Path, qu
     topic = topics.new("e1")
     trigger = settings.streaming.trigger_interval  # as `lakepipe run` runs it
     env = pipeline_settings(settings, scratch / "e1", topic, trigger)
-    queries = runner.start_all(spark, env, ["clickstream"], {"processingTime": trigger})
+    queries = runner.start_all(spark, load_project(env, ["clickstream"]), ["clickstream"], {"processingTime": trigger})
     by_name = {q.name: q for q in queries}
     memory = DriverMemory(spark)
     trials, sent = [], 0

@@ -14,8 +14,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
-from pipelines.model.config import KafkaSettings
 from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id
+from pipelines.model.config import KafkaSettings
 
 BRONZE_SCHEMA = T.StructType(
     [

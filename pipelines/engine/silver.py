@@ -27,18 +27,18 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
-from pipelines.model import durations
-from pipelines.model.contract import Contract
 from pipelines.engine.dedup import existing_rows
 from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id, ensure_table
+from pipelines.engine.validation import parse_records
 from pipelines.errors import QualityFailedError
+from pipelines.model import durations
+from pipelines.model.contract import Contract
 from pipelines.model.layout import PipelineLayout
+from pipelines.model.spec import PipelineSpec
 from pipelines.quality.batch_rules import BatchValidator
 from pipelines.quality.results import QUALITY_SCHEMA, ResultRow, results_frame, row_rule_success
 from pipelines.quality.row_rules import DROPPED, FAILED, WARNINGS, apply_row_rules
 from pipelines.quality.suite import QualitySuite, Rule
-from pipelines.model.spec import PipelineSpec
-from pipelines.engine.validation import parse_records
 
 SILVER, QUARANTINE, EXACT_DUPLICATE, DROPPED_OUTCOME = "silver", "quarantine", "exact_duplicate", "dropped"
 OUTCOMES = (SILVER, QUARANTINE, EXACT_DUPLICATE, DROPPED_OUTCOME)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.model import durations
 from pipelines.errors import ConfigError
+from pipelines.model import durations
 from pipelines.model.typed_config import build, read_yaml, refers_to_env
 
 DEFAULT_ENV = "local"

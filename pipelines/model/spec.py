@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.errors import ConfigError
 from pipelines.model import durations
 from pipelines.model.contract import Contract, load_contract
-from pipelines.errors import ConfigError
-from pipelines.quality.suite import QualitySuite, load_suite
 from pipelines.model.typed_config import load_typed
+from pipelines.quality.suite import QualitySuite, load_suite
 
 GOLD_MODES = ("upsert", "append", "rebuild")
 LAYERS = ("silver", "gold")

@@ -19,7 +19,14 @@ from pyspark.sql import functions as F
 
 from pipelines.engine.delta_io import append_once
 from pipelines.engine.silver import (
-    DROPPED_OUTCOME, EXACT_DUPLICATE, OUTCOME, QUARANTINE, SILVER, classify_validated, to_silver_rows, validate,
+    DROPPED_OUTCOME,
+    EXACT_DUPLICATE,
+    OUTCOME,
+    QUARANTINE,
+    SILVER,
+    classify_validated,
+    to_silver_rows,
+    validate,
 )  # fmt: skip
 from pipelines.quality.row_rules import DROPPED, FAILED
 
@@ -51,7 +58,7 @@ def reason_counts(rows: DataFrame) -> list[tuple[str, int]]:
 
 
 def replay(spark: SparkSession, pipeline, reason: str | None = None, since: str | None = None) -> ReplayResult:  # noqa: ANN001
-    """Replay the selected quarantined rows of `pipeline` (a `runner.Pipeline`)."""
+    """Replay the selected quarantined rows of `pipeline` (a `Pipeline` of the project)."""
     layout, spec = pipeline.layout, pipeline.spec
     selected = pending(spark, layout.quarantine.path, reason, since).select(*RAW_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
     try:

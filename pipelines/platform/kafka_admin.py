@@ -9,8 +9,8 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipelines.model.config import KafkaSettings
 from pipelines.errors import KafkaUnreachableError, TopicMissingError
+from pipelines.model.config import KafkaSettings
 
 _quiet = logging.getLogger("lakepipe.librdkafka")
 _quiet.addHandler(logging.NullHandler())

@@ -18,8 +18,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.model.config import KafkaSettings, Settings
 from pipelines.errors import BrokerError, PortInUseError
+from pipelines.model.config import KafkaSettings, Settings
 from pipelines.platform.jars import PROJECT_DIR, jar_files, java_executable
 from pipelines.platform.kafka_admin import is_reachable
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
@@ -82,6 +84,16 @@ def stop_spark(spark: SparkSession) -> None:
     """Stop a session lakepipe owns; never the shared one a Databricks cluster or notebook provides."""
     if "DATABRICKS_RUNTIME_VERSION" not in os.environ:
         spark.stop()
+
+
+@contextmanager
+def spark_session(settings: SparkSettings | None = None, app_name: str = "lakepipe") -> Iterator[SparkSession]:
+    """`get_spark` for the length of a `with` block, then `stop_spark`, however the block ends."""
+    spark = get_spark(settings, app_name)
+    try:
+        yield spark
+    finally:
+        stop_spark(spark)
 
 
 def _jvm_already_launched() -> bool:

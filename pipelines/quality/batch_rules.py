@@ -74,7 +74,6 @@ class BatchValidator:
 def _prepare(suite: QualitySuite) -> tuple:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

@@ -27,7 +27,6 @@ from pipelines.platform.kafka_admin import client_config, ensure_topic
 # What the pipeline does with each kind of event: kinds that carry reasons are quarantined, exact duplicates
 # are counted and dropped, every other kind (valid, late, out_of_order, injected anomalies...) reaches silver.
 EXACT_DUPLICATE = "exact_duplicate"
-TO_SILVER = ("valid", "late", "out_of_order")  # the clickstream kinds that reach silver
 JSON_HEADERS = (("source", b"lakepipe-simulator"), ("content-type", b"application/json"))
 
 

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from pipelines.engine import runner
+from pipelines.model.project import load_project
 from pipelines.ops.catalog import list_tables
 from pipelines.simulators.base import KafkaSink, SimEvent, Tally, publish
+from tests.support import pipeline, run_once
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -25,12 +26,12 @@ RECORDS = [
 
 
 def test_bronze_never_rejects_content(spark, test_settings):
-    topic = runner.topic_of(test_settings, "clickstream")
+    topic = pipeline(test_settings, "clickstream").topic
     tally = publish(iter(RECORDS), KafkaSink(test_settings.kafka, topic, Tally()))
     assert sum(tally.delivered.values()) == 4, tally.to_dict()
 
-    runner.run(spark, test_settings, ["clickstream"], once=True)
-    p = runner.load_pipeline(test_settings, "clickstream")
+    run_once(spark, test_settings, ["clickstream"])
+    p = pipeline(test_settings, "clickstream")
     bronze = {(r.partition, r.offset): r for r in spark.read.format("delta").load(p.layout.bronze.path).collect()}
     values = sorted((bytes(r.value) if r.value is not None else None for r in bronze.values()), key=lambda v: len(v or b""))
     assert values == [None, b"", RECORDS[2].value, RECORDS[3].value], "every value is stored byte for byte"
@@ -43,7 +44,7 @@ def test_bronze_never_rejects_content(spark, test_settings):
     silver = spark.read.format("delta").load(p.layout.silver.path).collect()
     assert [len(r.page_url) for r in silver] == [1024 * 1024 + 1], "a 1 MB event flows through to silver"
 
-    listed = {t["name"]: t for t in list_tables(spark, test_settings)}
+    listed = {t["name"]: t for t in list_tables(spark, load_project(test_settings))}
     assert listed["clickstream_events_raw"] == {
         "name": "clickstream_events_raw", "layer": "bronze", "location": p.layout.bronze.path, "rows": 4,
     }  # fmt: skip

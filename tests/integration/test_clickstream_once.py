@@ -16,30 +16,14 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines.engine import runner
-from pipelines.simulators.base import TO_SILVER, KafkaSink, SimEvent, Tally, publish
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
+from pipelines.simulators.base import SimEvent
+from tests.support import pipeline, reaching_silver, run_once, send, table
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 START = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
 FAULTS = FaultRates(exact_duplicate=0.04, conflicting_duplicate=0.03, malformed=0.1, out_of_order=0.05)
-
-
-def send(settings, events: list[SimEvent]) -> Tally:
-    tally = publish(iter(events), KafkaSink(settings.kafka, runner.topic_of(settings, "clickstream"), Tally()))
-    assert not tally.failed, tally.errors
-    return tally
-
-
-def table(spark, p, name):
-    t = {t.name: t for t in p.layout.tables}[name]
-    return spark.read.format("delta").load(t.path)
-
-
-def silver_payloads(events: list[SimEvent]) -> list[dict]:
-    """What silver must hold: the payload of every event of a kind that goes to silver (ids are unique)."""
-    return [e.payload() for e in events if e.kind in TO_SILVER]
 
 
 def utc(text: str) -> dt.datetime:
@@ -118,8 +102,8 @@ def test_known_mix_lands_exactly_and_late_events_stay_out_of_gold(spark, test_se
                                      "missing_field", "out_of_range", "not_in_set", "out_of_order"))  # fmt: skip
     tally = send(test_settings, wave1)
 
-    result = runner.run(spark, test_settings, ["clickstream"], once=True)
-    p = runner.load_pipeline(test_settings, "clickstream")
+    result = run_once(spark, test_settings, ["clickstream"])
+    p = pipeline(test_settings, "clickstream")
     expected = tally.expected()
     assert table(spark, p, "clickstream_events_raw").count() == 1500, "bronze holds every record sent"
     assert table(spark, p, "clickstream_events").count() == expected["silver"], (
@@ -137,7 +121,7 @@ def test_known_mix_lands_exactly_and_late_events_stay_out_of_gold(spark, test_se
     )
     assert result.queries["clickstream.silver"].input_rows == 1500
 
-    payloads = silver_payloads(wave1)
+    payloads = reaching_silver(wave1)
     assert gold_revenue(spark, p) == expected_revenue(payloads)
     assert gold_activity(spark, p) == expected_activity(payloads)
     assert gold_sessions(spark, p) == expected_sessions(payloads)
@@ -156,7 +140,7 @@ def test_known_mix_lands_exactly_and_late_events_stay_out_of_gold(spark, test_se
     late = tally2.delivered["late"]
     assert late > 20
 
-    result2 = runner.run(spark, test_settings, ["clickstream"], once=True)
+    result2 = run_once(spark, test_settings, ["clickstream"])
     silver_now = table(spark, p, "clickstream_events")
     assert silver_now.count() == expected["silver"] + tally2.expected()["silver"], "late events do reach silver"
     assert silver_now.groupBy("event_id").count().where("count > 1").count() == 0, "event_id stays unique"
@@ -169,7 +153,7 @@ def test_known_mix_lands_exactly_and_late_events_stay_out_of_gold(spark, test_se
     )
     activity_dropped = metrics["clickstream.gold.clickstream_activity_per_minute"].late_rows_dropped
     assert 0 < activity_dropped <= late, "windowed aggregates count late rows after partial aggregation"
-    on_time = payloads + silver_payloads([e for e in wave2 if e.kind != "late"])
+    on_time = payloads + reaching_silver([e for e in wave2 if e.kind != "late"])
     assert gold_activity(spark, p) == expected_activity(on_time), "gold leaves late events out"
     assert gold_revenue(spark, p) == expected_revenue(on_time)
     assert gold_sessions(spark, p) == expected_sessions(on_time)

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 from collections import defaultdict
 from decimal import Decimal
 
 import pytest
 
-from pipelines.engine import runner
-from pipelines.simulators.base import KafkaSink, Tally, publish
-from pipelines.domains.customers.simulator import CdcFaults, CdcGenerator
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator
+from pipelines.domains.customers.simulator import CdcFaults, CdcGenerator
+from pipelines.simulators.base import KafkaSink, Tally, publish
 from tests.cdc_reference import apply_in_order, payloads
+from tests.support import pipeline, run_once
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -42,7 +41,7 @@ def cdc_run(tmp_path_factory, kafka, spark):
                        faults=CdcFaults(exact_duplicate=0.04, out_of_order=0.08, malformed=0.02))  # fmt: skip
     shop = ClickstreamGenerator(seed=4, start=SHOP_START, events_per_second=0.5)
     names = ["clickstream", "customers"]
-    sent_cdc, sent_clicks, snapshots = [], [], []
+    sent_cdc, sent_clicks = [], []
     for n_cdc, n_clicks in ((900, 1500), (500, 1000)):
         wave = list(itertools.islice(cdc.events(), n_cdc))
         clicks = list(itertools.islice(shop.events(), n_clicks))
@@ -50,12 +49,12 @@ def cdc_run(tmp_path_factory, kafka, spark):
         publish(clicks, KafkaSink(settings.kafka, clicks_topic, Tally()))
         sent_cdc += wave
         sent_clicks += clicks
-        runner.run(spark, settings, names, once=True)
-    p = runner.load_pipeline(settings, "customers")
+        run_once(spark, settings, names)
+    p = pipeline(settings, "customers")
     read = lambda name: spark.read.format("delta").load(p.layout.table(name).path)  # noqa: E731
     before_replay = {name: sorted(map(tuple, read(name).collect())) for name in ("customers", "customers_history")}
     publish(sent_cdc[:900], KafkaSink(settings.kafka, cdc_topic, Tally()))  # the first wave, all over again
-    runner.run(spark, settings, ["customers"], once=True)
+    run_once(spark, settings, ["customers"])
     return {"read": read, "changes": payloads(sent_cdc), "clicks": [e.payload() for e in sent_clicks],
             "before_replay": before_replay, "sent": sent_cdc}  # fmt: skip
 

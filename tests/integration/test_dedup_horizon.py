@@ -17,8 +17,8 @@ import json
 
 import pytest
 
-from pipelines.engine import runner
-from pipelines.simulators.base import KafkaSink, SimEvent, Tally, publish
+from pipelines.simulators.base import SimEvent
+from tests.support import pipeline, run_once, send
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -36,17 +36,12 @@ def sim(kind: str, payload: dict) -> SimEvent:
     return SimEvent(kind, b"u1", json.dumps(payload).encode())
 
 
-def send(settings, events: list[SimEvent]) -> None:
-    tally = publish(iter(events), KafkaSink(settings.kafka, runner.topic_of(settings, "clickstream"), Tally()))
-    assert not tally.failed, tally.errors
-
-
 def test_re_sends_weeks_old_are_caught_and_conflicts_within_the_horizon(spark, test_settings):
     # old-4 six hours after the others, so that no other record of wave 2 sits near its hour
     old = {f"old-{i}": event(f"old-{i}", OLD + dt.timedelta(minutes=i + (360 if i == 4 else 0))) for i in range(1, 5)}
     today = [event(f"today-{i}", TODAY + dt.timedelta(seconds=i)) for i in range(200)]
     send(test_settings, [sim("valid", e) for e in [*old.values(), *today]])
-    runner.run(spark, test_settings, ["clickstream"], once=True)
+    run_once(spark, test_settings, ["clickstream"])
 
     later = [event(f"later-{i}", TODAY + dt.timedelta(hours=1, seconds=i)) for i in range(100)]
     def shifted(e: dict, minutes: int) -> dict:
@@ -60,9 +55,9 @@ def test_re_sends_weeks_old_are_caught_and_conflicts_within_the_horizon(spark, t
         sim("beyond_horizon", shifted(old["old-4"], 24 * 60)),
     ]
     send(test_settings, [sim("valid", e) for e in later] + resends)
-    runner.run(spark, test_settings, ["clickstream"], once=True)
+    run_once(spark, test_settings, ["clickstream"])
 
-    p = runner.load_pipeline(test_settings, "clickstream")
+    p = pipeline(test_settings, "clickstream")
     silver = spark.read.format("delta").load(p.layout.silver.path)
     copies = {r.event_id: r["count"] for r in silver.where("event_id LIKE 'old-%'").groupBy("event_id").count().collect()}
     assert copies == {"old-1": 1, "old-2": 1, "old-3": 1, "old-4": 2}, (

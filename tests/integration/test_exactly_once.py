@@ -22,13 +22,13 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from pipelines.platform import kafka_admin
-from pipelines.engine import runner
-from pipelines.model.config import load_settings
 from pipelines.domains.clickstream.gold import activity_per_minute, revenue_per_minute
-from pipelines.simulators.base import KafkaSink, Tally, publish
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
+from pipelines.model.config import load_settings
+from pipelines.platform import kafka_admin
+from pipelines.simulators.base import KafkaSink, Tally, publish
 from tests.conftest import PROJECT_DIR, write_conf
+from tests.support import pipeline, run_once
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -86,8 +86,8 @@ def test_sigkill_at_three_moments_loses_and_duplicates_nothing(spark, tmp_path, 
     producer.join(timeout=180)
     assert not producer.is_alive() and sum(tally.delivered.values()) == EVENTS, tally.to_dict()
 
-    runner.run(spark, settings, ["clickstream"], once=True)
-    p = runner.load_pipeline(settings, "clickstream")
+    run_once(spark, settings, ["clickstream"])
+    p = pipeline(settings, "clickstream")
     read = lambda t: spark.read.format("delta").load(t.path)  # noqa: E731
     expected = tally.expected()
 

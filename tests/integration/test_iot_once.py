@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 import math
 from collections import Counter, defaultdict
 
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines.engine import runner
-from pipelines.simulators.base import KafkaSink, Tally, publish
 from pipelines.domains.iot.simulator import IotFaults, IotGenerator
+from pipelines.simulators.base import KafkaSink, Tally, publish
+from tests import support
+from tests.support import pipeline, reaching_silver, run_once
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -30,9 +30,10 @@ def ts(text: str) -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def iot_run(tmp_path_factory, kafka, spark):
+    import uuid
+
     from pipelines.model.config import load_settings
     from tests.conftest import write_conf
-    import uuid
 
     folder = tmp_path_factory.mktemp("iot")
     topic = f"test.iot.{uuid.uuid4().hex[:10]}"
@@ -41,14 +42,14 @@ def iot_run(tmp_path_factory, kafka, spark):
     events = list(itertools.islice(gen.events(), 5000))
     tally = publish(events, KafkaSink(settings.kafka, topic, Tally()))
     assert not tally.failed
-    result = runner.run(spark, settings, ["iot"], once=True)
-    p = runner.load_pipeline(settings, "iot")
-    readings = [json.loads(e.value) for e in events if not e.reasons and e.kind != "exact_duplicate"]
+    result = run_once(spark, settings, ["iot"])
+    p = pipeline(settings, "iot")
+    readings = reaching_silver(events)
     return {"p": p, "tally": tally, "truth": gen.ground_truth(), "readings": readings, "result": result}
 
 
 def table(spark, run, name):
-    return spark.read.format("delta").load(run["p"].layout.table(name).path)
+    return support.table(spark, run["p"], name)
 
 
 def test_table_counts_and_reasons_match_what_was_sent(spark, iot_run):

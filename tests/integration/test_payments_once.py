@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 from collections import defaultdict
 from decimal import Decimal
 
 import pytest
 
-from pipelines.engine import runner
-from pipelines.simulators.base import KafkaSink, Tally, publish
 from pipelines.domains.payments.simulator import PaymentFaults, PaymentsGenerator, score_alerts
+from pipelines.simulators.base import KafkaSink, Tally, publish
+from tests import support
+from tests.support import pipeline, reaching_silver, run_once
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -38,14 +38,14 @@ def payments_run(tmp_path_factory, kafka, spark):
     tallies = []
     for wave in (events[:2600], events[2600:]):
         tallies.append(publish(wave, KafkaSink(settings.kafka, topic, Tally())))
-        runner.run(spark, settings, ["payments"], once=True)
-    p = runner.load_pipeline(settings, "payments")
-    txns = [json.loads(e.value) for e in events if not e.reasons and e.kind != "exact_duplicate"]
+        run_once(spark, settings, ["payments"])
+    p = pipeline(settings, "payments")
+    txns = reaching_silver(events)
     return {"p": p, "tallies": tallies, "truth": gen.ground_truth(), "txns": txns}
 
 
 def table(spark, run, name):
-    return spark.read.format("delta").load(run["p"].layout.table(name).path)
+    return support.table(spark, run["p"], name)
 
 
 def test_counts_match_what_was_sent(spark, payments_run):

@@ -14,12 +14,12 @@ import uuid
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines.ops import quarantine
-from pipelines.engine import runner
-from pipelines.model.config import load_settings
 from pipelines.errors import PipelineFailedError
+from pipelines.model.config import load_settings
+from pipelines.ops import quarantine
 from pipelines.simulators.base import KafkaSink, Tally, encode, publish
 from tests.conftest import CONTRACTS, PROJECT_DIR, write_conf
+from tests.support import pipeline, run_once
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -85,8 +85,8 @@ def test_each_action_on_a_real_stream(spark, quality_env):
         event(5, session_id=..., country="JP"),  # a contract rule and a quality rule
         event(6, device="mobile"),
     )
-    runner.run(spark, settings, ["clickstream"], once=True)
-    p = runner.load_pipeline(settings, "clickstream")
+    run_once(spark, settings, ["clickstream"])
+    p = pipeline(settings, "clickstream")
     silver = {r.event_id: r.warnings for r in read(spark, p.layout.silver).collect()}
     assert silver == {"e1": [], "e2": ["unknown_device"], "e6": []}
     reasons = {r.event_id: r.reasons for r in read(spark, p.layout.quarantine).collect()}
@@ -104,7 +104,7 @@ def test_each_action_on_a_real_stream(spark, quality_env):
     assert (small.action, small.success, small.observed_value, small.batch_id) == ("warn", True, "3", 0)
 
     send(*[event(n) for n in range(10, 15)])  # a second batch of 5 rows breaks the batch rule (warn: kept)
-    runner.run(spark, settings, ["clickstream"], once=True)
+    run_once(spark, settings, ["clickstream"])
     second = read(spark, p.layout.quality).where("batch_id = 1 AND expectation = 'small_batches'").collect()
     assert [(r.success, r.observed_value) for r in second] == [(False, "5")]
     assert read(spark, p.layout.silver).count() == 8
@@ -134,12 +134,12 @@ def test_a_fail_rule_stops_the_query_naming_rule_and_rows(spark, quality_env):
     send(event(1), event(2, device="hacker"), event(3, device="hacker"))
     for attempt in (1, 2):  # a restart meets the same batch and fails the same way
         with pytest.raises(PipelineFailedError) as err:
-            runner.run(spark, settings, ["clickstream"], once=True)
+            run_once(spark, settings, ["clickstream"])
         message = str(err.value)
         assert "query 'clickstream.silver' failed" in message and "quality rule 'banned_device' (action fail)" in message
         assert "broken by 2 rows; first 2: test.quality." in message, message  # Kafka coordinates follow
         assert message.count("(device='hacker')") == 2, message
-    p = runner.load_pipeline(settings, "clickstream")
+    p = pipeline(settings, "clickstream")
     assert read(spark, p.layout.silver).count() == 0, "nothing of the failing batch is written"
     banned = read(spark, p.layout.quality).where("expectation = 'banned_device'").collect()
     assert [(r.batch_id, r.unexpected_count, r.success) for r in banned] == [(0, 2, False)], "recorded once"
@@ -148,13 +148,13 @@ def test_a_fail_rule_stops_the_query_naming_rule_and_rows(spark, quality_env):
 def test_replay_after_a_fix_is_exactly_once_even_when_killed_half_way(spark, quality_env, monkeypatch):
     settings, write, send = quality_env
     send(event(1), event(2, country="JP"), event(3, country="JP"), event(4, country="JP", search_query="far too long text"))
-    runner.run(spark, settings, ["clickstream"], once=True)
-    p = runner.load_pipeline(settings, "clickstream")
+    run_once(spark, settings, ["clickstream"])
+    p = pipeline(settings, "clickstream")
     assert read(spark, p.layout.silver).count() == 1
     assert quarantine.replay(spark, p, reason="unsupported_country").to_silver == 0, "nothing passes before the fix"
 
     write(suite(countries=[*COUNTRIES, "JP"]))  # the rule was wrong: JP is supported
-    p = runner.load_pipeline(settings, "clickstream")
+    p = pipeline(settings, "clickstream")
 
     def crash(*_args, **_kwargs):
         raise RuntimeError("killed after the silver append, before marking quarantine")
@@ -174,6 +174,6 @@ def test_replay_after_a_fix_is_exactly_once_even_when_killed_half_way(spark, qua
     assert q["e4"] == (["long_query"], None), "still failing, with its new reasons"
     assert q["e2"][1] == q["e3"][1] == result.replay_id
 
-    runner.run(spark, settings, ["clickstream"], once=True)  # replayed rows flow on to gold
+    run_once(spark, settings, ["clickstream"])  # replayed rows flow on to gold
     views = read(spark, p.layout.gold_table("clickstream_activity_per_minute")).agg(F.sum("events")).first()[0]
     assert views == 3

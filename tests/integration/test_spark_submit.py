@@ -11,10 +11,10 @@ from pathlib import Path
 import pyspark
 import pytest
 
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from pipelines.model.config import load_settings
 from pipelines.platform.jars import jar_files
 from pipelines.simulators.base import KafkaSink, Tally, publish
-from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from tests.conftest import PROJECT_DIR, write_conf
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

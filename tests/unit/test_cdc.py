@@ -11,11 +11,11 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from pipelines.engine.cdc import scd1_current, scd2_history
-from pipelines.model.contract import contract_path, load_contract
 from pipelines.domains.customers.gold import revenue_per_tier_per_hour
+from pipelines.engine.cdc import scd1_current, scd2_history
 from pipelines.engine.silver import classify
 from pipelines.engine.validation import parse_records
+from pipelines.model.contract import contract_path, load_contract
 from tests.cdc_reference import apply_in_order
 from tests.conftest import CONTRACTS
 from tests.unit.test_validation import raw

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.model.config import MASK, load_settings
 from pipelines.errors import ConfigError
+from pipelines.model.config import MASK, load_settings
 
 
 def conf(tmp_path, text, env="e"):

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines.model.contract import contract_path, load_contract
 from pipelines.engine.validation import parse_records
+from pipelines.model.contract import contract_path, load_contract
 from tests.conftest import CONTRACTS
 from tests.unit.test_validation import edit, raw
 

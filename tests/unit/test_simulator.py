@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from pipelines.simulators.base import FileSink, ReplaySource, Tally, publish
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
 from pipelines.engine.validation import parse_records
+from pipelines.simulators.base import FileSink, ReplaySource, Tally, publish
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 FAULTS = FaultRates(exact_duplicate=0.05, conflicting_duplicate=0.05, malformed=0.1, late=0.05, out_of_order=0.05)

@@ -81,7 +81,7 @@ def test_spec_mistakes_are_named(tmp_path, spec, message):
 
 def test_lookups_must_name_a_pipeline_and_a_table_that_exist(tmp_path):
     from pipelines.model.config import load_settings
-    from pipelines.engine.runner import load_pipeline
+    from pipelines.model.project import load_project
 
     specs = tmp_path / "specs"
     customers = yaml.safe_load((SPECS / "customers.yaml").read_text())
@@ -91,11 +91,11 @@ def test_lookups_must_name_a_pipeline_and_a_table_that_exist(tmp_path):
     customers["gold"][2]["lookups"] = {"history": "customers.customer_history"}
     write(specs, customers, name="customers")
     with pytest.raises(ConfigError, match=r"customers.yaml: key 'gold\[2\].lookups.history' names 'customers.customer_history', which is no table"):
-        load_pipeline(settings, "customers")
+        load_project(settings, ["customers"])
     customers["gold"][2]["source"] = "clicks"
     write(specs, customers, name="customers")
     with pytest.raises(ConfigError, match=r"key 'gold\[2\].source' names pipeline 'clicks', which has no spec"):
-        load_pipeline(settings, "customers")
+        load_project(settings, ["customers"])
 
 
 def test_validate_command_reports_each_spec(tmp_path):

@@ -28,8 +28,8 @@ from pyspark.sql.streaming.stateful_processor import (
     TimerValues,
 )
 
-from pipelines.model.durations import micros
 from pipelines.engine.gold.worker_time import from_ms, to_ms
+from pipelines.model.durations import micros
 
 MEASURES = ("temperature_c", "humidity_pct", "pressure_hpa", "battery_pct")
 CHECKED = ("temperature_c", "humidity_pct", "pressure_hpa")  # battery only ever falls: no z-score for it

@@ -27,8 +27,8 @@ from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle, TimerValues
 
-from pipelines.model.durations import micros
 from pipelines.engine.gold.worker_time import from_ms, to_ms
+from pipelines.model.durations import micros
 
 RULES = ("card_testing", "velocity", "impossible_travel", "large_amount")
 CARD_PRESENT = ("pos", "atm")

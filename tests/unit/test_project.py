@@ -1,0 +1,125 @@
+"""The project model and the domain registry: loaded once, lookups across pipelines, one folder per domain."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import yaml
+
+from pipelines.domains import SimulatorOptions, domain, domains, fault_flags
+from pipelines.errors import ConfigError, TableNotFoundError
+from pipelines.model.config import load_settings
+from pipelines.model.project import check_project, load_project
+from tests.conftest import CONTRACTS, PROJECT_DIR
+
+SPECS = PROJECT_DIR / "conf" / "pipelines"
+
+
+@pytest.fixture(scope="module")
+def project():
+    return load_project(load_settings("local", PROJECT_DIR / "conf"))
+
+
+def settings_with(tmp_path, specs: dict[str, dict]):
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    for name, spec in specs.items():
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "t.yaml").write_text(f"schemas_dir: {CONTRACTS}\nspecs_dir: {folder}\n")
+    return load_settings("t", tmp_path)
+
+
+def spec(name: str) -> dict:
+    return yaml.safe_load((SPECS / f"{name}.yaml").read_text())
+
+
+def test_every_spec_is_loaded_once_with_its_tables(project):
+    assert project.names == sorted(p.stem for p in SPECS.glob("*.yaml"))
+    names = [t.name for t in project.tables]
+    assert len(names) == len(set(names))  # the shared quality table once
+    assert "quality_results" in names
+    assert project.table("payments_fraud_alerts").layer == "gold"
+    assert project.table("customers").layer == "silver"
+    assert project.topic("clickstream") == "clickstream.events"
+
+
+def test_owner_finds_a_pipeline_by_its_name_silver_or_quarantine(project):
+    assert project.owner("iot").name == "iot"
+    assert project.owner("payments_transactions").name == "payments"
+    assert project.owner("customer_changes_quarantine").name == "customers"
+    with pytest.raises(TableNotFoundError, match="no pipeline, silver or quarantine table named 'nope'"):
+        project.owner("nope")
+
+
+def test_unknown_names_are_one_line_errors(project):
+    with pytest.raises(ConfigError, match=r"no pipeline 'shop': there is no spec .*shop.yaml \(pipelines: clickstream, customers"):
+        project.pipeline("shop")
+    with pytest.raises(TableNotFoundError, match=r"no table 'sales': `lakepipe tables` lists them"):
+        project.table("sales")
+
+
+def test_loading_some_pipelines_brings_those_their_outputs_read(tmp_path):
+    settings = settings_with(tmp_path, {n: spec(n) for n in ("clickstream", "customers", "iot")})
+    assert load_project(settings, ["customers"]).names == ["clickstream", "customers"]  # revenue per tier reads clickstream
+    assert load_project(settings, ["iot"]).names == ["iot"]
+
+
+def test_a_broken_spec_is_reported_by_name_and_does_not_hide_the_others(tmp_path):
+    broken = spec("iot") | {"colour": "blue"}
+    settings = settings_with(tmp_path, {"clickstream": spec("clickstream"), "iot": broken})
+    problems = check_project(settings)
+    assert problems["clickstream"] is None
+    assert "colour" in problems["iot"] and "iot.yaml" in problems["iot"]
+    with pytest.raises(ConfigError, match="colour"):
+        load_project(settings)
+    assert load_project(settings, ["clickstream"]).names == ["clickstream"]
+
+
+def test_every_domain_folder_feeds_a_shipped_spec_whose_gold_lives_in_that_folder():
+    assert set(domains()) == {p.stem for p in SPECS.glob("*.yaml")}
+    for name in domains():
+        functions = [g["function"] for g in spec(name).get("gold", [])]
+        own = [f for f in functions if f.startswith(f"pipelines.domains.{name}.")]
+        engine = [f for f in functions if f.startswith("pipelines.engine.")]
+        assert own and len(own) + len(engine) == len(functions), (name, functions)
+
+
+@pytest.mark.parametrize("name", sorted(domains()))
+def test_each_fault_flag_of_a_domain_reaches_its_simulator(name):
+    d = domain(name)
+    clean = list(itertools.islice(d.simulator(SimulatorOptions(seed=3)).events(), 2000))
+    assert {e.kind for e in clean} <= {"valid"} | {e.kind for e in clean if not e.reasons}
+    for flag in d.faults:
+        faulty = list(itertools.islice(d.simulator(SimulatorOptions(seed=3, faults={flag: 0.2})).events(), 2000))
+        assert [e.value for e in faulty] != [e.value for e in clean], f"--{flag} changed nothing in {name}"
+
+
+def test_fault_flags_name_the_domains_that_take_them():
+    flags = fault_flags()
+    assert flags["fraud"][1] == ["payments"]
+    assert set(flags["duplicates"][1]) == set(domains())
+    with pytest.raises(ConfigError, match=r"no simulator for pipeline 'shop' \(simulators: clickstream, customers, iot, payments\)"):
+        domain("shop")
+
+
+def test_a_fifth_domain_is_a_folder_and_is_found(tmp_path, monkeypatch):
+    """A new folder beside the others (here in a second search path): the registry finds it with no other edit."""
+    import sys
+
+    import pipelines.domains as registry
+
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "__init__.py").write_text(
+        "from pipelines.domains import Domain\n"
+        "from pipelines.domains.payments import DOMAIN as _P\n"
+        "DOMAIN = Domain(pipeline='shop', faults=_P.faults, simulator=_P.simulator, demo=_P.demo)\n"
+    )
+    monkeypatch.setattr(registry, "__path__", [*registry.__path__, str(tmp_path)])
+    registry.domains.cache_clear()
+    try:
+        assert list(registry.domains()) == ["clickstream", "customers", "iot", "payments", "shop"]
+        assert domain("shop").faults == domain("payments").faults
+    finally:
+        registry.domains.cache_clear()
+        sys.modules.pop("pipelines.domains.shop", None)
