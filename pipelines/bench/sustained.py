@@ -7,9 +7,7 @@ backlog of each stage is sampled, in records: bronze = sent - read by bronze; si
 by silver; each gold query = read by silver - read by it. A stage's backlog is a sawtooth (it climbs while a
 micro-batch runs and drops when the next one reads), so a rate is sustained when no stage's backlog *troughs*
 grow: the lowest backlog of the window's last 20 s exceeds the lowest of its first 20 s by less than 5% of the
-records sent in between plus one trigger interval's records (the phase of a 2 s sample against a 5 s trigger
-and a batch of several seconds moves a trough by up to that much; a stage that falls behind adds its whole
-deficit every second). The warm-up lasts 30 s so that the slowest stage's sawtooth has settled (startup
+records sent in between. The warm-up lasts 30 s so that the slowest stage's sawtooth has settled (startup
 batches are small, so an earlier trough is too low). The least-squares slope is reported beside the growth,
 for reading only. From a start
 rate, rates double while sustained (or halve while not) until a sustained and an unsustained rate bracket
@@ -26,7 +24,6 @@ from pipelines.bench.common import DriverMemory, Figure, Topics, payloads
 from pipelines.bench.latency import PacedSender, pipeline_settings, wait_for
 from pipelines.engine import runner
 from pipelines.errors import LakepipeError
-from pipelines.model import durations
 from pipelines.model.config import Settings
 from pipelines.model.project import load_project
 
@@ -80,7 +77,7 @@ class Trial:
                 out[name.split(".gold.")[1]] = read["clickstream.silver"] - n
         return out
 
-    def run(self, rate: float, window: float, warmup: float, trigger_s: float) -> dict:
+    def run(self, rate: float, window: float, warmup: float) -> dict:
         n = int(rate * (warmup + window))
         start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=self.start_index / 1000)
         values = payloads(n, seed=self.start_index + 1, event_times=(start, 1000))
@@ -102,7 +99,7 @@ class Trial:
         slopes = {stage: round(slope(points), 1) for stage, points in samples.items() if len(points) >= 3}
         span = min(TROUGH_SECONDS, window / 3)
         growth = {stage: trough_growth(points, span) for stage, points in samples.items() if len(points) >= 3}
-        sustained = all(grew <= (MAX_GROWTH * seconds + trigger_s) * rate for grew, seconds in growth.values())
+        sustained = all(grew <= MAX_GROWTH * rate * seconds for grew, seconds in growth.values())
         return {"rate": round(achieved), "sent": n, "slopes": slopes, "sustained": sustained,
                 "trough_growth": {stage: int(grew) for stage, (grew, _) in growth.items()},
                 "backlog_end": {s: int(p[-1][1]) for s, p in samples.items()}}  # fmt: skip
@@ -124,7 +121,7 @@ def bench_sustained(spark, settings: Settings, topics: Topics, scratch: Path, qu
 
             def trial(rate: float) -> dict:
                 nonlocal sent
-                result = Trial(settings, topic, by_name, sent).run(rate, window, warmup, durations.seconds(trigger))
+                result = Trial(settings, topic, by_name, sent).run(rate, window, warmup)
                 sent += result["sent"]
                 for q in queries:
                     runner.raise_if_failed(q, queries)
