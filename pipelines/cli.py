@@ -144,21 +144,24 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(f"FAIL {name}: {problem}")
         else:
             p = loaded.pipeline(name)
-            gold = ", ".join(g.name for g in p.spec.gold) or "none"
+            outputs = ", ".join(o.name for o in p.spec.outputs) or "none"
             quality = (f", quality: {len(p.suite.row_rules)} row rules, {len(p.suite.batch_rules)} batch rules"
                        if p.suite else "")  # fmt: skip
             print(f"ok   {name}: topic {p.topic}, contract {p.spec.contract} ({len(p.contract.fields)} fields), "
-                  f"gold: {gold}{quality}")  # fmt: skip
+                  f"outputs: {outputs}{quality}")  # fmt: skip
     if not results:
         print(f"no pipeline specs in {settings.specs_dir}")
     return 2 if any(results.values()) or not results else 0
 
 
 def _cmd_tables(args: argparse.Namespace) -> int:
-    from pipelines.ops.catalog import list_tables
+    from pipelines.ops.catalog import list_tables, markdown
     from pipelines.platform.session import spark_session
 
     project = _project(args)
+    if args.markdown:
+        print(markdown(project))
+        return 0
     with spark_session(project.settings.spark, "lakepipe-tables") as spark:
         rows = list_tables(spark, project)
     if args.json:
@@ -317,7 +320,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=3000, help="events per domain in the first wave (default 3000)")
     p.add_argument("--fresh", action="store_true", help="delete this environment's topic and lake folder first")
 
-    add("validate", _cmd_validate, "check every pipeline spec, contract, quality suite and gold function (no Spark streams)")
+    add("validate", _cmd_validate, "check every pipeline spec, contract, quality suite and output function (no Spark streams)")
 
     p = add("quality", _cmd_quality, "summary per quality rule from quality_results, or Great Expectations Data Docs")
     p.add_argument("table", nargs="?", help="a pipeline or its silver table (default: all)")
@@ -332,7 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--rows", type=int, default=10, help="list: rows to show (default 10)")
 
     p = add("tables", _cmd_tables, "list every table: name, layer, row count, location")
-    p.add_argument("--json", action="store_true", help="as JSON: a list of {name, layer, location, rows}")
+    p.add_argument("--json", action="store_true", help="as JSON: name, layer, location, rows, keys, partitioning, comment")
+    p.add_argument("--markdown", action="store_true", help="the declared tables as a Markdown table (no Spark; the README's list)")
 
     p = add("show", _cmd_show, "print the first rows of a table")
     p.add_argument("table")

@@ -19,7 +19,7 @@ from pipelines.bench.sustained import bench_sustained
 from pipelines.model.config import Settings, load_settings
 from pipelines.platform import kafka_admin
 from pipelines.platform.jars import PROJECT_DIR
-from pipelines.platform.session import get_spark, stop_spark
+from pipelines.platform.session import spark_session
 
 SIZES = {  # records (seconds of measured load for L1; S2: new events, rows already in silver)
     "quick": {"repeats": 1, "P1": 20_000, "P2": 30_000, "P3": 5_000, "P4": 5_000, "L1": 3,
@@ -53,8 +53,7 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
     try:
         if "P1" in only:
             figures += timed(lambda: bench_producer(settings.kafka, topics, size["P1"], scratch))
-        spark = get_spark(settings.spark, "lakepipe-bench")
-        try:
+        with spark_session(settings.spark, "lakepipe-bench") as spark:
             if {"P2", "L1"} & only:
                 figures += timed(lambda: bench_bronze(spark, settings.kafka, topics, size["P2"], scratch))
                 rates["L1"] = figures[-1].ours / 2  # half the highest bronze rate
@@ -80,8 +79,6 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
                 figures += timed(lambda: bench_growth_pipeline(spark, settings, topics, size["S1e"], scratch))
             if "S2" in only:
                 figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2"], scratch))
-        finally:
-            stop_spark(spark)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         topics.delete_all()

@@ -27,7 +27,8 @@ from pipelines.bench.common import DriverMemory, Figure, Topics, scratch_dir
 from pipelines.bench.latency import pipeline_settings
 from pipelines.bench.stages import drain_ours
 from pipelines.engine import runner
-from pipelines.engine.silver import ensure_silver_tables, silver_schema
+from pipelines.engine.silver import silver_schema
+from pipelines.engine.tables import create_pipeline_tables
 from pipelines.model.config import KafkaSettings, Settings
 from pipelines.model.project import load_project
 from pipelines.ops.maintenance import compact
@@ -93,7 +94,7 @@ def fill_silver(spark, path: str, rows: int, last_day: dt.date) -> None:  # noqa
     """`rows` silver rows of other events, event times spread evenly over the DAYS days up to `last_day`."""
     resolved = stages.clickstream()
     schema = silver_schema(resolved.contract)
-    ensure_silver_tables(spark, resolved.contract, resolved.spec, stages.layout(Path(path).parent, path))
+    create_pipeline_tables(spark, stages.pipeline(Path(path).parent, path))
     span = DAYS * 86400
     end = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp()
     base = spark.range(rows).select(

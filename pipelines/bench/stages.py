@@ -19,14 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
 from pipelines.bench import common
 from pipelines.bench.common import DriverMemory, Figure, Topics, scratch_dir, timed_pairs
-from pipelines.engine.bronze import BRONZE_SCHEMA, PARTITION_BY, start_bronze
+from pipelines.engine.bronze import BRONZE_SCHEMA, start_bronze
 from pipelines.engine.delta_io import ensure_table
-from pipelines.engine.gold.outputs import start_gold as start_output
-from pipelines.engine.silver import SilverBatchWriter, ensure_silver_tables
+from pipelines.engine.gold.outputs import start_output
+from pipelines.engine.silver import SilverBatchWriter
+from pipelines.engine.tables import create, create_pipeline_tables, output_schema
 from pipelines.errors import LakepipeError
 from pipelines.model.config import KafkaSettings
 from pipelines.model.layout import PipelineLayout, Table
@@ -43,11 +43,19 @@ def clickstream() -> ResolvedSpec:
 
 def layout(root: Path, silver: str | None = None) -> PipelineLayout:
     """The clickstream tables under `root` (silver elsewhere if given)."""
-    t = lambda name, layer: Table(name, layer, "bench", str(root / name))  # noqa: E731
-    gold = tuple(t(g.name, "gold") for g in clickstream().spec.gold)
-    out = PipelineLayout("bench", t("bronze", "bronze"), t("silver", "silver"), t("quarantine", "quarantine"),
-                         t("batches", "audit"), gold, str(root / "ckpt"), t("quality", "audit"))  # fmt: skip
+    spec = clickstream().spec
+    t = lambda name, layer, parts=(): Table(name, layer, "bench", str(root / name), partition_by=parts)  # noqa: E731
+    outputs = tuple(t(o.name, o.layer) for o in spec.outputs)
+    out = PipelineLayout("bench", t("bronze", "bronze"), t("silver", "silver", spec.partition_by),
+                         t("quarantine", "quarantine"), t("batches", "audit"), outputs, str(root / "ckpt"),
+                         t("quality", "audit"))  # fmt: skip
     return dataclasses.replace(out, silver=dataclasses.replace(out.silver, path=silver)) if silver else out
+
+
+def pipeline(root: Path, silver: str | None = None) -> Pipeline:
+    """The clickstream pipeline with its tables under `root` (silver elsewhere if given)."""
+    resolved = clickstream()
+    return Pipeline(resolved.spec, resolved.contract, resolved.functions, "-", "10 minutes", layout(root, silver), {})
 
 
 def count(spark, path: str | Path) -> int:  # noqa: ANN001
@@ -61,7 +69,7 @@ def expect_rows(spark, path: str | Path, n: int, what: str) -> None:  # noqa: AN
 
 def start_bronze_table(spark, kafka: KafkaSettings, topic: str, root: Path, trigger: dict, table: str = "delta"):  # noqa: ANN001, ANN201
     """Our bronze query into root/<table>, created first as `lakepipe run` does (partitioned by day)."""
-    ensure_table(spark, str(root / table), BRONZE_SCHEMA, PARTITION_BY)
+    ensure_table(spark, str(root / table), BRONZE_SCHEMA)
     return start_bronze(spark, kafka, topic, str(root / table), str(root / "ckpt"), trigger, f"bench.{root.name}")
 
 
@@ -113,8 +121,9 @@ def bench_bronze(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: P
 def silver_drain(spark, bronze: str, root: Path, suite, silver: str | None = None) -> float:  # noqa: ANN001
     """Our silver query over a bronze table into `root` (silver at `silver` if given), once (AvailableNow);
     seconds taken."""
-    resolved, tables = clickstream(), layout(root, silver)
-    ensure_silver_tables(spark, resolved.contract, resolved.spec, tables)
+    p = pipeline(root, silver)
+    resolved, tables = clickstream(), p.layout
+    create_pipeline_tables(spark, p)
     checkpoint = tables.checkpoint("silver")
     writer = SilverBatchWriter(resolved.contract, resolved.spec, tables, checkpoint, suite, "bench.silver")
     start = time.perf_counter()
@@ -185,13 +194,11 @@ def bench_typed(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: Pa
 
 def start_gold(spark, silver: str, root: Path, trigger: dict, only: int | None = None) -> list:  # noqa: ANN001
     """The clickstream gold queries (or the `only`-th) over the silver table at `silver`, tables under `root`."""
-    resolved, tables = clickstream(), layout(root, silver)
-    p = Pipeline(resolved.spec, resolved.contract, resolved.functions, "-", "10 minutes", tables, {})
-    golds = [g for i, g in enumerate(resolved.spec.gold) if only is None or i == only]
-    for g in golds:
-        schema = p.gold_rows(g, spark.readStream.format("delta").load(silver)).schema
-        ensure_table(spark, tables.gold_table(g.name).path, StructType([f for f in schema if f.name != g.delete_flag]))
-    return [start_output(spark, p, g, trigger) for g in golds]
+    p = pipeline(root, silver)
+    outputs = [o for i, o in enumerate(p.spec.outputs) if only is None or i == only]
+    for o in outputs:
+        create(spark, p.layout.output(o.name), output_schema(spark, p, o))
+    return [start_output(spark, p, o, trigger) for o in outputs]
 
 
 def bench_gold(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: Path) -> Figure:  # noqa: ANN001
@@ -221,8 +228,8 @@ def bench_gold(spark, kafka: KafkaSettings, topics: Topics, n: int, scratch: Pat
         run(gold), run(append)
     ours, base = timed_pairs(lambda: run(gold), lambda: run(append))
     alone = {}  # where the time goes: each gold query on its own, records/s (full runs only)
-    for i, g in enumerate(clickstream().spec.gold if common.WARM_UP else ()):
-        alone[g.name] = round(run(lambda root, i=i: start_gold(spark, silver, root, AVAILABLE_NOW, only=i)[0].awaitTermination()))
+    for i, o in enumerate(clickstream().spec.outputs if common.WARM_UP else ()):
+        alone[o.name] = round(run(lambda root, i=i: start_gold(spark, silver, root, AVAILABLE_NOW, only=i)[0].awaitTermination()))
     return Figure.of_runs("P4", f"gold (revenue, activity, sessions; update + MERGE) / plain append of the same "
                           f"{rows:,} silver rows", ours, base, peak_rss_mb=memory.peak_mb, target=0.5,
                           details={"alone_records_per_s": alone})  # fmt: skip

@@ -38,9 +38,6 @@ BRONZE_SCHEMA = T.StructType(
 # bronze ~30% of its throughput (make bench: 82k vs 115k records/s on a 500k backlog). Reads by day still skip
 # files: Delta keeps min/max statistics of ingestion_time and ingestion_date per file, and a micro-batch's file
 # covers seconds. Tables made partitioned by an older lakepipe keep their partitioning (appends follow it).
-PARTITION_BY: tuple[str, ...] = ()
-
-
 def kafka_options(kafka: KafkaSettings) -> dict[str, str]:
     """Options of the Spark Kafka source shared by streams and batch reads (backfills)."""
     opts = {

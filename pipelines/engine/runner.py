@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql.types import StructType
 
-from pipelines.engine.bronze import BRONZE_SCHEMA, PARTITION_BY, start_bronze
-from pipelines.engine.delta_io import ensure_table
-from pipelines.engine.gold.outputs import start_gold
-from pipelines.engine.silver import ensure_silver_tables, start_silver
+from pipelines.engine.bronze import start_bronze
+from pipelines.engine.gold.outputs import start_output
+from pipelines.engine.silver import start_silver
+from pipelines.engine.tables import create_tables
 from pipelines.errors import PipelineFailedError
 from pipelines.model.config import Settings
 from pipelines.model.project import Pipeline, Project
@@ -53,29 +52,6 @@ class RunResult:
         return {name: vars(m) for name, m in self.queries.items()}
 
 
-def prepare_tables(spark: SparkSession, project: Project, p: Pipeline, _done: set[str] | None = None) -> None:
-    """Create every table of `p` (empty) so that streams, queries and `lakepipe tables` can start at once.
-
-    Pipelines that `p`'s rebuild outputs read are prepared first.
-    """
-    done = set() if _done is None else _done
-    done.add(p.name)
-    for other in sorted(p.source_pipelines() - done):
-        prepare_tables(spark, project, project.pipeline(other), done)
-    ensure_table(spark, p.layout.bronze.path, BRONZE_SCHEMA, PARTITION_BY)
-    ensure_silver_tables(spark, p.contract, p.spec, p.layout)
-    silver = spark.readStream.format("delta").load(p.layout.silver.path)
-    for g in p.spec.gold:
-        if g.mode == "rebuild":
-            rows = spark.read.format("delta").load(p.source_layout(g).silver.path)
-            lookups = {arg: spark.read.format("delta").load(path) for arg, path in p.lookup_paths(g).items()}
-            schema = p.functions[g.name](rows, **lookups, **g.options).schema
-        else:
-            schema = p.gold_rows(g, silver).schema
-        fields = [f for f in schema.fields if f.name != g.delete_flag]
-        ensure_table(spark, p.layout.gold_table(g.name).path, StructType(fields))
-
-
 def run(spark: SparkSession, project: Project, names: Sequence[str], once: bool) -> RunResult:
     result = RunResult()
     if once:
@@ -98,16 +74,16 @@ def start_all(spark: SparkSession, project: Project, names: Sequence[str], trigg
 def _stages(
     spark: SparkSession, project: Project, names: Sequence[str], trigger: dict
 ) -> list[list[Callable[[], StreamingQuery]]]:
-    """The queries of the pipelines `names`, by stage (bronze, silver, gold, gold reading other gold), unstarted."""
+    """The queries of the pipelines `names`, by stage (bronze, silver, outputs, outputs reading other tables), unstarted."""
     pipelines = [project.pipeline(n) for n in names]
     for p in pipelines:
         kafka_admin.require_topic(project.settings.kafka, p.topic)
-        prepare_tables(spark, project, p)
+        create_tables(spark, project, p)
     return [
         [lambda p=p: _bronze(spark, project.settings, p, trigger) for p in pipelines],
         [lambda p=p: _silver(spark, p, trigger) for p in pipelines],
-        [lambda p=p, g=g: start_gold(spark, p, g, trigger) for p in pipelines for g in p.spec.gold if not g.derived],
-        [lambda p=p, g=g: start_gold(spark, p, g, trigger) for p in pipelines for g in p.spec.gold if g.derived],
+        [lambda p=p, o=o: start_output(spark, p, o, trigger) for p in pipelines for o in p.spec.outputs if not o.derived],
+        [lambda p=p, o=o: start_output(spark, p, o, trigger) for p in pipelines for o in p.spec.outputs if o.derived],
     ]
 
 

@@ -28,7 +28,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine.dedup import existing_rows
-from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id, ensure_table
+from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id
 from pipelines.engine.validation import parse_records
 from pipelines.errors import QualityFailedError
 from pipelines.model import durations
@@ -36,7 +36,7 @@ from pipelines.model.contract import Contract
 from pipelines.model.layout import PipelineLayout
 from pipelines.model.spec import PipelineSpec
 from pipelines.quality.batch_rules import BatchValidator
-from pipelines.quality.results import QUALITY_SCHEMA, ResultRow, results_frame, row_rule_success
+from pipelines.quality.results import ResultRow, results_frame, row_rule_success
 from pipelines.quality.row_rules import DROPPED, FAILED, WARNINGS, apply_row_rules
 from pipelines.quality.suite import QualitySuite, Rule
 
@@ -277,13 +277,6 @@ class SilverBatchWriter:
             if q.name == self.query_name:
                 return str(q.runId)
         return spark.sparkContext.applicationId
-
-
-def ensure_silver_tables(spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout) -> None:
-    ensure_table(spark, layout.silver.path, silver_schema(contract), spec.partition_by)
-    ensure_table(spark, layout.quarantine.path, quarantine_schema(contract, spec))
-    ensure_table(spark, layout.batches.path, BATCHES_SCHEMA)
-    ensure_table(spark, layout.quality.path, QUALITY_SCHEMA)
 
 
 def start_silver(

@@ -1,4 +1,4 @@
-"""The project model: every pipeline of an environment with its spec, contract, suite, gold functions and
+"""The project model: every pipeline of an environment with its spec, contract, suite, output functions and
 tables, loaded and checked once. The CLI, jobs, notebooks, the bench and the engine all receive a `Project`.
 
     project = load_project(load_settings("local"))
@@ -16,14 +16,14 @@ from pyspark.sql import DataFrame
 from pipelines.errors import ConfigError, TableNotFoundError
 from pipelines.model.config import Settings
 from pipelines.model.contract import Contract
-from pipelines.model.layout import PipelineLayout, Table, pipeline_layout
-from pipelines.model.spec import GoldSpec, PipelineSpec, load_spec, resolve_spec
+from pipelines.model.layout import PipelineLayout, Table, pipeline_layout, quality_table
+from pipelines.model.spec import OutputSpec, PipelineSpec, load_spec, resolve_spec
 from pipelines.quality.suite import QualitySuite
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """A pipeline ready to run: its spec, contract, gold functions, topic and table layout."""
+    """A pipeline ready to run: its spec, contract, output functions, topic and table layout."""
 
     spec: PipelineSpec
     contract: Contract
@@ -31,31 +31,31 @@ class Pipeline:
     topic: str
     watermark: str
     layout: PipelineLayout
-    sources: Mapping[str, PipelineLayout]  # rebuild outputs: gold name -> layout of the pipeline read
+    sources: Mapping[str, PipelineLayout]  # pipeline name -> layout, of every pipeline that outputs read
     suite: QualitySuite | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def gold_rows(self, g: GoldSpec, events: DataFrame) -> DataFrame:
-        return self.functions[g.name](events, **g.options)
+    def output_rows(self, o: OutputSpec, events: DataFrame) -> DataFrame:
+        return self.functions[o.name](events, **o.options)
 
-    def source_layout(self, g: GoldSpec) -> PipelineLayout:
-        """The layout of the pipeline whose silver rows output `g` reads."""
-        return self.sources[f"{g.name}:{g.source}"] if g.source else self.layout
+    def source_layout(self, o: OutputSpec) -> PipelineLayout:
+        """The layout of the pipeline whose silver rows output `o` reads."""
+        source = o.rebuild.source if o.rebuild else None
+        return self.sources[source] if source else self.layout
 
     def source_pipelines(self) -> set[str]:
         """The other pipelines whose tables this one's outputs read."""
-        return {key.split(":")[1] for key in self.sources} - {self.name}
+        return set(self.sources) - {self.name}
 
-    def lookup_paths(self, g: GoldSpec) -> dict[str, str]:
-        """Argument -> table path of each lookup of rebuild output `g`."""
+    def lookup_paths(self, o: OutputSpec) -> dict[str, str]:
+        """Argument -> table path of each lookup of rebuild output `o`."""
         out = {}
-        for arg, ref in g.lookups.items():
-            pipeline, table = ref.split(".")
-            layout = self.layout if pipeline == self.name else self.sources[f"{g.name}:{pipeline}"]
-            out[arg] = layout.table(table).path
+        for arg in o.rebuild.lookups if o.rebuild else ():
+            pipeline, table = o.rebuild.lookup(arg)
+            out[arg] = self.sources[pipeline].table(table).path
         return out
 
 
@@ -83,8 +83,9 @@ class Project:
 
     @property
     def tables(self) -> list[Table]:
-        """Every table of every pipeline, once each (the shared quality table once)."""
-        return list({t.name: t for p in self.pipelines.values() for t in p.layout.tables}.values())
+        """Every table of every pipeline, the shared quality table once, last."""
+        tables = {t.name: t for p in self.pipelines.values() for t in p.layout.tables if t.pipeline != "*"}
+        return [*tables.values(), quality_table(self.settings)]
 
     def table(self, name: str) -> Table:
         tables = {t.name: t for t in self.tables}
@@ -101,7 +102,7 @@ class Project:
 
     @property
     def quality_table(self) -> Table:
-        return pipeline_layout(self.settings, "*", "-", ()).quality
+        return quality_table(self.settings)
 
 
 def load_project(settings: Settings, names: list[str] | None = None) -> Project:
@@ -129,30 +130,29 @@ def check_project(settings: Settings) -> dict[str, str | None]:
 
 
 def _load_pipeline(settings: Settings, name: str) -> Pipeline:
-    """Load and check spec `name` (and its contract and gold functions) for this environment."""
+    """Load and check spec `name` (and its contract and output functions) for this environment."""
     resolved = resolve_spec(settings.spec_path(name), settings.schemas_dir)
     spec = resolved.spec
     layout = _layout_of(settings, spec)
     topic = settings.pipeline(name).topic or spec.topic  # the environment may override the topic
     watermark = spec.watermark or settings.streaming.watermark
-    sources = {}
-    for i, g in enumerate(spec.gold):
-        refs = [(f"gold[{i}].source", g.source)] if g.source else []
-        refs += [(f"gold[{i}].lookups.{arg}", ref.split(".")[0]) for arg, ref in g.lookups.items()]
-        for key, other in refs:
-            if other == name:
-                other_layout = layout
-            else:
+    sources = {name: layout}
+    for i, o in enumerate(spec.outputs):
+        if not o.rebuild:
+            continue
+        for key, other in o.rebuild.reads:
+            if other not in sources:
                 try:
-                    other_layout = _layout_of(settings, load_spec(settings.spec_path(other)))
+                    sources[other] = _layout_of(settings, load_spec(settings.spec_path(other)))
                 except ConfigError:
-                    raise ConfigError(f"{resolved.source}: key '{key}' names pipeline '{other}', which has no spec") from None
-            sources[f"{g.name}:{other}"] = other_layout
-        for arg, ref in g.lookups.items():
-            if sources[f"{g.name}:{ref.split('.')[0]}"].table(ref.split(".")[1]) is None:
-                raise ConfigError(f"{resolved.source}: key 'gold[{i}].lookups.{arg}' names '{ref}', which is no table")
+                    raise ConfigError(f"{resolved.source}: key 'outputs[{i}].rebuild.{key}' names pipeline '{other}', "
+                                      "which has no spec") from None  # fmt: skip
+        for arg, ref in o.rebuild.lookups.items():
+            pipeline, table = o.rebuild.lookup(arg)
+            if sources[pipeline].table(table) is None:
+                raise ConfigError(f"{resolved.source}: key 'outputs[{i}].rebuild.lookups.{arg}' names '{ref}', which is no table")
     return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout, sources, resolved.suite)
 
 
 def _layout_of(settings: Settings, spec: PipelineSpec) -> PipelineLayout:
-    return pipeline_layout(settings, spec.name, spec.events_table, tuple((g.name, g.layer) for g in spec.gold))
+    return pipeline_layout(settings, spec)

@@ -1,8 +1,8 @@
-"""Pipeline specs (`conf/pipelines/<name>.yaml`): what a pipeline reads, how it parses, what gold it builds.
+"""Pipeline specs (`conf/pipelines/<name>.yaml`): what a pipeline reads, how it parses, what it derives.
 
 A spec plus a contract in `schemas/` is all a pipeline needs; the engine (`pipelines.engine.runner`) turns them into
 streams. `resolve_spec` checks everything that can be checked before Spark starts (the contract exists, the
-roles name contract fields, the event-time column is a timestamp, every gold function imports) and names
+roles name contract fields, the event-time column is a timestamp, every output function imports) and names
 the file and key of the first problem.
 """
 
@@ -20,56 +20,98 @@ from pipelines.model.contract import Contract, load_contract
 from pipelines.model.typed_config import load_typed
 from pipelines.quality.suite import QualitySuite, load_suite
 
-GOLD_MODES = ("upsert", "append", "rebuild")
 LAYERS = ("silver", "gold")
 DERIVED_SILVER_COLUMNS = ("event_date",)  # computed by silver from the event-time column
 SILVER_EXTRA_COLUMNS = ("extra", "topic", "partition", "offset", "kafka_timestamp")
 
 
 @dataclass(frozen=True)
-class GoldSpec:
-    """A table derived from silver by `function`, in one of three modes.
+class Upsert:
+    """`function(events, **options)` over the watermarked silver stream, MERGEd by `keys` so open windows
+    update in place; rows whose `delete_flag` column is true delete their key instead."""
 
-    - `upsert`: `function(events, **options)` over the watermarked silver stream, MERGEd by `keys`;
-    - `append`: the same, appended (rows final once the watermark passes: alerts, closed windows);
-    - `rebuild`: for each micro-batch, every value of the one key it touches is recomputed from all the
-      silver rows with that value: `function(rows, **lookups, **options)` is a pure batch function and the
-      table's rows for those key values are replaced in one commit. For results that depend on order
-      rather than arrival (SCD history) or on other tables (`lookups`: argument -> "<pipeline>.<table>").
-    """
+    keys: tuple[str, ...]
+    delete_flag: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("upsert needs at least one key")
+
+
+@dataclass(frozen=True)
+class Append:
+    """The same rows appended: for rows final once the watermark passes (alerts, closed windows)."""
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """For each micro-batch, every value of `key` it touches is recomputed from all the silver rows with that
+    value: `function(rows, **lookups, **options)` is a pure batch function and the table's rows for those values
+    are replaced in one commit. For results that depend on order rather than arrival (SCD history) or on other
+    tables: `source` reads another pipeline's silver, `lookups` maps an argument to "<pipeline>.<table>"."""
+
+    key: str
+    source: str | None = None
+    lookups: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for arg, table in self.lookups.items():
+            if table.count(".") != 1:
+                raise ValueError(f"lookup '{arg}' must be <pipeline>.<table>, not '{table}'")
+
+    def lookup(self, arg: str) -> tuple[str, str]:
+        """(pipeline, table) that lookup `arg` names."""
+        pipeline, table = self.lookups[arg].split(".")
+        return pipeline, table
+
+    @property
+    def reads(self) -> list[tuple[str, str]]:
+        """(spec key, pipeline) of every pipeline this output reads besides its own silver."""
+        out = [("source", self.source)] if self.source else []
+        return out + [(f"lookups.{arg}", self.lookup(arg)[0]) for arg in self.lookups]
+
+
+Write = Upsert | Append | Rebuild
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """A table derived from silver by `function`, written in exactly one way: `upsert`, `append` or `rebuild`."""
 
     name: str
     function: str  # dotted path, e.g. pipelines.domains.clickstream.gold.revenue_per_minute
-    mode: str = "upsert"
-    keys: tuple[str, ...] = ()
-    delete_flag: str | None = None  # upsert only: rows with this column true delete their key
+    upsert: Upsert | None = None
+    append: Append | None = None
+    rebuild: Rebuild | None = None
     options: Mapping[str, str] = field(default_factory=dict)
-    layer: str = "gold"
-    source: str | None = None  # rebuild only: the pipeline whose silver rows are read (default: this one)
-    lookups: Mapping[str, str] = field(default_factory=dict)
+    layer: str = "gold"  # silver for cleaned-up views of silver (SCD tables), gold for aggregates
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.mode not in GOLD_MODES:
-            raise ValueError(f"gold '{self.name}': mode '{self.mode}' is not one of {', '.join(GOLD_MODES)}")
+        if sum(w is not None for w in (self.upsert, self.append, self.rebuild)) != 1:
+            raise ValueError(f"output '{self.name}' needs exactly one of upsert, append, rebuild")
         if self.layer not in LAYERS:
-            raise ValueError(f"gold '{self.name}': layer '{self.layer}' is not one of {', '.join(LAYERS)}")
-        if self.mode == "upsert" and not self.keys:
-            raise ValueError(f"gold '{self.name}': mode upsert needs keys")
-        if self.mode == "append" and (self.keys or self.delete_flag):
-            raise ValueError(f"gold '{self.name}': mode append takes no keys or delete_flag")
-        if self.mode == "rebuild" and (len(self.keys) != 1 or self.delete_flag):
-            raise ValueError(f"gold '{self.name}': mode rebuild needs exactly one key and no delete_flag")
-        if self.mode != "rebuild" and (self.source or self.lookups):
-            raise ValueError(f"gold '{self.name}': source and lookups apply to mode rebuild only")
-        for arg, table in self.lookups.items():
-            if table.count(".") != 1:
-                raise ValueError(f"gold '{self.name}': lookup '{arg}' must be <pipeline>.<table>, not '{table}'")
+            raise ValueError(f"output '{self.name}': layer '{self.layer}' is not one of {', '.join(LAYERS)}")
+
+    @property
+    def write(self) -> Write:
+        return self.upsert or self.append or self.rebuild
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The columns that identify a row: an upsert's keys, a rebuild's key, none for appends."""
+        if self.upsert:
+            return self.upsert.keys
+        return (self.rebuild.key,) if self.rebuild else ()
+
+    @property
+    def delete_flag(self) -> str | None:
+        return self.upsert.delete_flag if self.upsert else None
 
     @property
     def derived(self) -> bool:
-        """Reads other tables (so it runs after the other gold queries in a `--once` run)."""
-        return bool(self.source or self.lookups)
+        """Reads other tables (so it runs after the other outputs in a `--once` run)."""
+        return bool(self.rebuild and (self.rebuild.source or self.rebuild.lookups))
 
 
 @dataclass(frozen=True)
@@ -96,7 +138,7 @@ class PipelineSpec:
     watermark: str | None = None  # default: the environment's streaming.watermark
     dedup_horizon: str = "1 hour"  # a conflicting copy is caught when event times are closer (pipelines.engine.dedup)
     partition_by: tuple[str, ...] = ("event_date",)
-    gold: tuple[GoldSpec, ...] = ()
+    outputs: tuple[OutputSpec, ...] = ()
     quality: QualitySpec | None = None
     description: str = ""
 
@@ -104,10 +146,10 @@ class PipelineSpec:
         if self.watermark is not None:
             durations.seconds(self.watermark)
         durations.seconds(self.dedup_horizon)
-        names = [g.name for g in self.gold]
+        names = [o.name for o in self.outputs]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"gold tables listed twice: {', '.join(dupes)}")
+            raise ValueError(f"outputs listed twice: {', '.join(dupes)}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +190,7 @@ def resolve_spec(path: Path, schemas_dir: Path) -> ResolvedSpec:
     for col in spec.partition_by:
         if col not in fields and col not in DERIVED_SILVER_COLUMNS:
             raise ConfigError(f"{path}: key 'partition_by' names '{col}', which is not a silver column")
-    functions = {g.name: _import_function(path, i, g) for i, g in enumerate(spec.gold)}
+    functions = {o.name: _import_function(path, i, o) for i, o in enumerate(spec.outputs)}
     suite = _load_suite(path, spec, contract, schemas_dir) if spec.quality else None
     return ResolvedSpec(spec, contract, functions, path, suite)
 
@@ -166,8 +208,8 @@ def _load_suite(path: Path, spec: PipelineSpec, contract: Contract, schemas_dir:
     return suite
 
 
-def _import_function(path: Path, index: int, g: GoldSpec) -> Callable:
-    key = f"gold[{index}].function"
+def _import_function(path: Path, index: int, g: OutputSpec) -> Callable:
+    key = f"outputs[{index}].function"
     module_name, _, attr = g.function.rpartition(".")
     try:
         fn = getattr(importlib.import_module(module_name), attr) if module_name else None
@@ -178,8 +220,9 @@ def _import_function(path: Path, index: int, g: GoldSpec) -> Callable:
     if not callable(fn):
         raise ConfigError(f"{path}: key '{key}': '{g.function}' is not a function lakepipe can import")
     params = inspect.signature(fn).parameters
-    for what, names in (("options", g.options), ("lookups", g.lookups)):
+    lookups = g.rebuild.lookups if g.rebuild else {}
+    for what, names in (("options", g.options), ("rebuild.lookups", lookups)):
         unknown = [o for o in names if o not in params]
         if unknown:
-            raise ConfigError(f"{path}: key 'gold[{index}].{what}': {g.function} takes no argument '{unknown[0]}'")
+            raise ConfigError(f"{path}: key 'outputs[{index}].{what}': {g.function} takes no argument '{unknown[0]}'")
     return fn

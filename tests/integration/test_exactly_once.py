@@ -113,7 +113,7 @@ def test_sigkill_at_three_moments_loses_and_duplicates_nothing(spark, tmp_path, 
     assert quality.count() == len(silver_batches) * len(p.suite.rules), "one quality row per rule per batch, across kills"
     assert {(r.query_id, r.batch_id) for r in quality.select("query_id", "batch_id").distinct().collect()} == silver_batches
 
-    gold = {t.name: read(t) for t in p.layout.gold}
+    gold = {t.name: read(t) for t in p.layout.outputs}
     assert_df_equality(gold["clickstream_revenue_per_minute"], revenue_per_minute(silver), ignore_row_order=True,
                        ignore_nullable=True)  # fmt: skip
     assert_df_equality(gold["clickstream_activity_per_minute"], activity_per_minute(silver), ignore_row_order=True,

@@ -175,5 +175,5 @@ def test_replay_after_a_fix_is_exactly_once_even_when_killed_half_way(spark, qua
     assert q["e2"][1] == q["e3"][1] == result.replay_id
 
     run_once(spark, settings, ["clickstream"])  # replayed rows flow on to gold
-    views = read(spark, p.layout.gold_table("clickstream_activity_per_minute")).agg(F.sum("events")).first()[0]
+    views = read(spark, p.layout.output("clickstream_activity_per_minute")).agg(F.sum("events")).first()[0]
     assert views == 3

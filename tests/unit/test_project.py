@@ -44,6 +44,19 @@ def test_every_spec_is_loaded_once_with_its_tables(project):
     assert project.topic("clickstream") == "clickstream.events"
 
 
+def test_tables_are_declared_with_keys_partitioning_and_a_comment(project):
+    clicks = project.pipeline("clickstream")
+    assert clicks.layout.silver.keys == ("event_id",)
+    assert clicks.layout.silver.partition_by == ("event_date",)
+    assert clicks.layout.bronze.keys == ("topic", "partition", "offset")
+    assert project.table("clickstream_sessions").keys == ("session_id", "session_start")
+    assert project.table("customers_history").keys == ("customer_id",)
+    assert project.table("customers_history").layer == "silver"  # an SCD table is silver, though derived
+    assert project.table("iot_anomalies").keys == ()  # appended
+    assert all(t.comment for t in project.tables), [t.name for t in project.tables if not t.comment]
+    assert all(t.path.endswith(f"/{t.layer}/{t.name}") for t in project.tables)
+
+
 def test_owner_finds_a_pipeline_by_its_name_silver_or_quarantine(project):
     assert project.owner("iot").name == "iot"
     assert project.owner("payments_transactions").name == "payments"
@@ -76,10 +89,10 @@ def test_a_broken_spec_is_reported_by_name_and_does_not_hide_the_others(tmp_path
     assert load_project(settings, ["clickstream"]).names == ["clickstream"]
 
 
-def test_every_domain_folder_feeds_a_shipped_spec_whose_gold_lives_in_that_folder():
+def test_every_domain_folder_feeds_a_shipped_spec_whose_outputs_live_in_that_folder():
     assert set(domains()) == {p.stem for p in SPECS.glob("*.yaml")}
     for name in domains():
-        functions = [g["function"] for g in spec(name).get("gold", [])]
+        functions = [o["function"] for o in spec(name).get("outputs", [])]
         own = [f for f in functions if f.startswith(f"pipelines.domains.{name}.")]
         engine = [f for f in functions if f.startswith("pipelines.engine.")]
         assert own and len(own) + len(engine) == len(functions), (name, functions)
@@ -123,3 +136,11 @@ def test_a_fifth_domain_is_a_folder_and_is_found(tmp_path, monkeypatch):
     finally:
         registry.domains.cache_clear()
         sys.modules.pop("pipelines.domains.shop", None)
+
+
+def test_the_readme_lists_exactly_the_declared_tables(project):
+    from pipelines.ops.catalog import markdown
+
+    readme = (PROJECT_DIR / "README.md").read_text()
+    block = readme.split("<!-- tables:begin -->\n")[1].split("\n<!-- tables:end -->")[0]
+    assert block == markdown(project), "README's table list is stale: paste `lakepipe tables --markdown` into it"

@@ -30,19 +30,26 @@ def write(tmp_path: Path, spec: dict, name: str = "clickstream") -> Path:
 @pytest.mark.parametrize("spec_file", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_specs_resolve(spec_file):
     resolved = resolve_spec(spec_file, CONTRACTS)
-    assert set(resolved.functions) == {g.name for g in resolved.spec.gold}
+    assert set(resolved.functions) == {o.name for o in resolved.spec.outputs}
 
 
 def change(**edits):
+    """The clickstream spec with edits: `out0_<key>` sets a key of its first output (None deletes it)."""
     spec = good()
     for key, value in edits.items():
-        if key.startswith("gold0_"):
-            spec["gold"][0][key[6:]] = value
+        if key.startswith("out0_"):
+            if value is None:
+                del spec["outputs"][0][key[5:]]
+            else:
+                spec["outputs"][0][key[5:]] = value
         elif value is ...:
             del spec[key]
         else:
             spec[key] = value
     return spec
+
+
+UPSERT = {"keys": ["window_start", "category", "currency"]}
 
 
 @pytest.mark.parametrize(
@@ -56,19 +63,23 @@ def change(**edits):
         (change(partition_by=["day"]), "key 'partition_by' names 'day'"),
         (change(watermark="later"), "'later' is not a duration"),
         (change(name="other"), "key 'name' is 'other' but the file is named clickstream.yaml"),
-        (change(gold0_function="pipelines.domains.clickstream.gold.no_such"), "key 'gold[0].function'"),
-        (change(gold0_function="no_such_module.fn"), "cannot import module 'no_such_module'"),
-        (change(gold0_keys=[]), "mode upsert needs keys"),
-        (change(gold0_mode="merge"), "mode 'merge' is not one of upsert, append"),
-        (change(gold0_options={"width": "2 minutes"}), "takes no argument 'width'"),
-        (change(gold0_colour="red"), "unknown key 'gold[0].colour'"),
-        (change(gold0_mode="rebuild", gold0_delete_flag=None), "mode rebuild needs exactly one key"),
-        (change(gold0_lookups={"history": "customers.customers_history"}), "apply to mode rebuild only"),
-        (change(gold0_mode="rebuild", gold0_keys=["event_date"], gold0_lookups={"h": "customers_history"}),
+        (change(gold=[]), "unknown key 'gold' (known keys here:"),
+        (change(out0_function="pipelines.domains.clickstream.gold.no_such"), "key 'outputs[0].function'"),
+        (change(out0_function="no_such_module.fn"), "cannot import module 'no_such_module'"),
+        (change(out0_upsert={"keys": []}), "upsert needs at least one key"),
+        (change(out0_upsert=None), "output 'clickstream_revenue_per_minute' needs exactly one of upsert, append, rebuild"),
+        (change(out0_append={}), "needs exactly one of upsert, append, rebuild"),
+        (change(out0_mode="merge"), "unknown key 'outputs[0].mode'"),
+        (change(out0_upsert={"key": "window_start"}), "unknown key 'outputs[0].upsert.key'"),
+        (change(out0_options={"width": "2 minutes"}), "takes no argument 'width'"),
+        (change(out0_colour="red"), "unknown key 'outputs[0].colour'"),
+        (change(out0_upsert=None, out0_rebuild={"keys": ["a"]}), "unknown key 'outputs[0].rebuild.keys'"),
+        (change(out0_upsert=None, out0_append={"keys": ["a"]}), "unknown key 'outputs[0].append.keys'"),
+        (change(out0_upsert=None, out0_rebuild={"key": "event_date", "lookups": {"h": "customers_history"}}),
          "lookup 'h' must be <pipeline>.<table>"),
-        (change(gold0_mode="rebuild", gold0_keys=["event_date"], gold0_lookups={"h": "customers.customers_history"}),
-         "takes no argument 'h'"),
-        (change(gold0_layer="platinum"), "layer 'platinum' is not one of silver, gold"),
+        (change(out0_upsert=None, out0_rebuild={"key": "event_date", "lookups": {"h": "customers.customers_history"}}),
+         "key 'outputs[0].rebuild.lookups': pipelines.domains.clickstream.gold.revenue_per_minute takes no argument 'h'"),
+        (change(out0_layer="platinum"), "layer 'platinum' is not one of silver, gold"),
     ],
 )
 def test_spec_mistakes_are_named(tmp_path, spec, message):
@@ -88,13 +99,13 @@ def test_lookups_must_name_a_pipeline_and_a_table_that_exist(tmp_path):
     write(specs, good())
     (tmp_path / "v.yaml").write_text(f"schemas_dir: {CONTRACTS}\nspecs_dir: {specs}\n")
     settings = load_settings("v", tmp_path)
-    customers["gold"][2]["lookups"] = {"history": "customers.customer_history"}
+    customers["outputs"][2]["rebuild"]["lookups"] = {"history": "customers.customer_history"}
     write(specs, customers, name="customers")
-    with pytest.raises(ConfigError, match=r"customers.yaml: key 'gold\[2\].lookups.history' names 'customers.customer_history', which is no table"):
+    with pytest.raises(ConfigError, match=r"customers.yaml: key 'outputs\[2\].rebuild.lookups.history' names 'customers.customer_history', which is no table"):
         load_project(settings, ["customers"])
-    customers["gold"][2]["source"] = "clicks"
+    customers["outputs"][2]["rebuild"]["source"] = "clicks"
     write(specs, customers, name="customers")
-    with pytest.raises(ConfigError, match=r"key 'gold\[2\].source' names pipeline 'clicks', which has no spec"):
+    with pytest.raises(ConfigError, match=r"key 'outputs\[2\].rebuild.source' names pipeline 'clicks', which has no spec"):
         load_project(settings, ["customers"])
 
 

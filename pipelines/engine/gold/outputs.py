@@ -1,8 +1,11 @@
-"""Start the streaming query of one gold output of a pipeline, by its mode.
+"""Start the streaming query of one output of a pipeline, by how it is written (`pipelines.model.spec`).
 
-- upsert: the output's function over the watermarked silver stream, MERGEd by its keys (update mode);
-- append: the same, appended (rows final once the watermark passes);
-- rebuild: every key value a micro-batch touches recomputed from silver (`RebuildWriter`).
+- Upsert: the output's function over the watermarked silver stream, MERGEd by its keys (update mode);
+- Append: the same, appended (rows final once the watermark passes);
+- Rebuild: every key value a micro-batch touches recomputed from silver (`RebuildWriter`).
+
+A query is named `<pipeline>.<layer>.<output>`. Its checkpoint stays at `<pipeline>/gold/<output>` whatever
+the layer, where every lakepipe so far has kept it, so that running queries carry on after an upgrade.
 """
 
 from __future__ import annotations
@@ -13,40 +16,26 @@ from pyspark.sql.streaming import StreamingQuery
 from pipelines.engine.delta_io import upsert_nonempty
 from pipelines.engine.gold.rebuild import RebuildWriter
 from pipelines.model.project import Pipeline
-from pipelines.model.spec import GoldSpec
+from pipelines.model.spec import Append, OutputSpec, Rebuild, Upsert
 
 
-def start_gold(spark: SparkSession, p: Pipeline, g: GoldSpec, trigger: dict) -> StreamingQuery:
-    if g.mode == "rebuild":
-        return _rebuild(spark, p, g, trigger)
+def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict) -> StreamingQuery:
+    path = p.layout.output(o.name).path
+    name = f"{p.name}.{o.layer}.{o.name}"
+    checkpoint = p.layout.checkpoint(f"gold/{o.name}")
+    match o.write:
+        case Rebuild(key=key):
+            source = p.source_layout(o).silver.path
+            writer = RebuildWriter(p.functions[o.name], key, source, path, p.lookup_paths(o), o.options)
+            query = spark.readStream.format("delta").load(source).writeStream.foreachBatch(writer)
+        case Append():
+            query = _rows(spark, p, o).writeStream.format("delta").outputMode("append").option("path", path)
+        case Upsert(keys=keys, delete_flag=flag):
+            upsert = lambda batch, _batch_id: upsert_nonempty(batch, path, keys, flag)  # noqa: E731
+            query = _rows(spark, p, o).writeStream.outputMode("update").foreachBatch(upsert)
+    return query.queryName(name).option("checkpointLocation", checkpoint).trigger(**trigger).start()
+
+
+def _rows(spark: SparkSession, p: Pipeline, o: OutputSpec):  # noqa: ANN202
     events = spark.readStream.format("delta").load(p.layout.silver.path)
-    events = events.withWatermark(p.spec.event_time, p.watermark)
-    path = p.layout.gold_table(g.name).path
-    checkpoint = p.layout.checkpoint(f"gold/{g.name}")
-    writer = p.gold_rows(g, events).writeStream.queryName(f"{p.name}.gold.{g.name}")
-    if g.mode == "append":  # rows final once the watermark passes (alerts, closed windows)
-        writer = writer.format("delta").outputMode("append").option("checkpointLocation", checkpoint)
-        return writer.trigger(**trigger).start(path)
-    return (
-        writer.outputMode("update")
-        .foreachBatch(lambda batch, _batch_id: upsert_nonempty(batch, path, g.keys, g.delete_flag))
-        .option("checkpointLocation", checkpoint)
-        .trigger(**trigger)
-        .start()
-    )
-
-
-def _rebuild(spark: SparkSession, p: Pipeline, g: GoldSpec, trigger: dict) -> StreamingQuery:
-    source = p.source_layout(g).silver.path
-    writer = RebuildWriter(
-        p.functions[g.name], g.keys[0], source, p.layout.gold_table(g.name).path, p.lookup_paths(g), g.options
-    )
-    return (
-        spark.readStream.format("delta")
-        .load(source)
-        .writeStream.queryName(f"{p.name}.gold.{g.name}")
-        .foreachBatch(writer)
-        .option("checkpointLocation", p.layout.checkpoint(f"gold/{g.name}"))
-        .trigger(**trigger)
-        .start()
-    )
+    return p.output_rows(o, events.withWatermark(p.spec.event_time, p.watermark))

@@ -1,0 +1,58 @@
+"""Create a pipeline's tables, empty, from their declarations (`pipelines.model.layout`).
+
+Each table's schema comes from where it is defined: bronze's from the engine, silver's and quarantine's
+from the contract, the audit and quality tables' from their writers, a derived table's from its function
+applied to the silver stream (so a spec change shows in a new table without any schema written twice).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
+
+from pipelines.engine.bronze import BRONZE_SCHEMA
+from pipelines.engine.delta_io import ensure_table
+from pipelines.engine.silver import BATCHES_SCHEMA, quarantine_schema, silver_schema
+from pipelines.model.layout import Table
+from pipelines.model.project import Pipeline, Project
+from pipelines.model.spec import OutputSpec
+from pipelines.quality.results import QUALITY_SCHEMA
+
+
+def create_tables(spark: SparkSession, project: Project, p: Pipeline, _done: set[str] | None = None) -> None:
+    """Create every table of `p` (empty) so that streams, queries and `lakepipe tables` can start at once.
+
+    Pipelines whose tables `p`'s outputs read are created first.
+    """
+    done = set() if _done is None else _done
+    done.add(p.name)
+    for other in sorted(p.source_pipelines() - done):
+        create_tables(spark, project, project.pipeline(other), done)
+    create_pipeline_tables(spark, p)
+
+
+def create_pipeline_tables(spark: SparkSession, p: Pipeline) -> None:
+    """Create the tables of `p` alone (the tables its outputs read must exist)."""
+    layout = p.layout
+    create(spark, layout.bronze, BRONZE_SCHEMA)
+    create(spark, layout.silver, silver_schema(p.contract))
+    create(spark, layout.quarantine, quarantine_schema(p.contract, p.spec))
+    create(spark, layout.batches, BATCHES_SCHEMA)
+    create(spark, layout.quality, QUALITY_SCHEMA)
+    for o in p.spec.outputs:  # in spec order: a rebuild may look up an output listed before it
+        create(spark, layout.output(o.name), output_schema(spark, p, o))
+
+
+def create(spark: SparkSession, t: Table, schema: StructType) -> None:
+    ensure_table(spark, t.path, schema, t.partition_by)
+
+
+def output_schema(spark: SparkSession, p: Pipeline, o: OutputSpec) -> StructType:
+    """The columns output `o` writes: its function's rows over silver, less its delete flag."""
+    if o.rebuild:
+        rows = spark.read.format("delta").load(p.source_layout(o).silver.path)
+        lookups = {arg: spark.read.format("delta").load(path) for arg, path in p.lookup_paths(o).items()}
+        schema = p.functions[o.name](rows, **lookups, **o.options).schema
+    else:
+        schema = p.output_rows(o, spark.readStream.format("delta").load(p.layout.silver.path)).schema
+    return StructType([f for f in schema.fields if f.name != o.delete_flag])
