@@ -7,14 +7,20 @@ BIN := $(VENV)/bin
 LAKEPIPE := $(BIN)/lakepipe
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help setup demo test test-unit bench up down status jars clean distclean
+.PHONY: help setup postgres demo test test-unit bench up down status jars clean distclean
 
 help:
 	@echo "make demo   set up, start the local Kafka broker, and run the clickstream pipeline end to end"
 	@echo "make test   set up, start the local Kafka broker, and run the test suite"
 	@echo "make up / make down   start / stop the local broker; make clean removes tables and broker data"
 
-setup: $(VENV)/.installed jars
+setup: $(VENV)/.installed jars postgres
+
+# PostgreSQL's server binaries, for the local change-data-capture source (`lakepipe cdc up`); Debian's package.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
+	  || { echo "PostgreSQL server not found: install it (apt-get install postgresql)"; exit 1; }; }
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -23,7 +29,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $@
 
-jars: .jars/spark/.resolved .jars/kafka/.resolved
+jars: .jars/spark/.resolved .jars/kafka/.resolved .jars/connect/.resolved .jars/debezium/.resolved
 
 .jars/%/.resolved: infra/%/pom.xml
 	@command -v mvn >/dev/null || { echo "mvn not found: install Maven (e.g. apt-get install maven)"; exit 1; }
@@ -36,7 +42,7 @@ up: setup
 	$(LAKEPIPE) up
 
 down:
-	@test -x $(LAKEPIPE) && $(LAKEPIPE) down || true
+	@test -x $(LAKEPIPE) && { $(LAKEPIPE) cdc down; $(LAKEPIPE) down; } || true
 
 status:
 	$(LAKEPIPE) status

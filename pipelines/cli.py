@@ -61,6 +61,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cdc(args: argparse.Namespace) -> int:
+    from pipelines.platform import local_cdc
+
+    settings = _settings(args)
+    action = {"up": local_cdc.start, "down": local_cdc.stop, "status": local_cdc.status}[args.action]
+    for line in action(settings):
+        print(line)
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     data = _settings(args).to_dict(masked=True)
     if args.json:
@@ -283,6 +293,8 @@ def _parser() -> argparse.ArgumentParser:
     add("up", _cmd_up, "start the local Kafka broker (reuses a running one)")
     add("down", _cmd_down, "stop the local Kafka broker")
     add("status", _cmd_status, "say whether the local Kafka broker runs")
+    p = add("cdc", _cmd_cdc, "the local change-data-capture source: PostgreSQL (shop database) and Debezium on Kafka Connect")
+    p.add_argument("action", choices=("up", "down", "status"))
     p = add("config", _cmd_config, "print the resolved configuration, secrets masked")
     p.add_argument("--json", action="store_true", help="as JSON")
 

@@ -86,6 +86,23 @@ class LocalBrokerSettings:
 
 
 @dataclass(frozen=True)
+class LocalCdcSettings:
+    """The local change-data-capture source that `lakepipe cdc up` runs on this machine (loopback only):
+    PostgreSQL with a small shop database, and Kafka Connect (standalone) with the Debezium PostgreSQL
+    connector writing the shop's changes to the local broker, on topics `<topic_prefix>.public.<table>`."""
+
+    postgres_port: int = 55432
+    database: str = "shop"
+    user: str = "lakepipe"
+    password: str = "lakepipe"
+    connect_port: int = 8083
+    topic_prefix: str = "shop"
+    value_schemas: bool = False  # JsonConverter `schemas.enable` for values: {"schema": ..., "payload": ...} when true
+    heap: str = "512m"
+    state_dir: str = ".lakepipe/cdc"
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """Per-environment overrides of a pipeline spec."""
 
@@ -101,6 +118,7 @@ class EnvFile:
     streaming: StreamingSettings = field(default_factory=StreamingSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     local_broker: LocalBrokerSettings = field(default_factory=LocalBrokerSettings)
+    local_cdc: LocalCdcSettings = field(default_factory=LocalCdcSettings)
     schemas_dir: str = "schemas"
     specs_dir: str = "conf/pipelines"
     pipelines: Mapping[str, PipelineSettings] = field(default_factory=dict)
@@ -131,6 +149,10 @@ class Settings:
     @property
     def local_broker(self) -> LocalBrokerSettings:
         return self.file.local_broker
+
+    @property
+    def local_cdc(self) -> LocalCdcSettings:
+        return self.file.local_cdc
 
     @property
     def lake_root(self) -> str:

@@ -8,10 +8,7 @@ pid file) lives under `local_broker.state_dir` (default `.lakepipe/kafka`, git-i
 from __future__ import annotations
 
 import base64
-import errno
 import os
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -22,6 +19,8 @@ from pipelines.errors import BrokerError, PortInUseError
 from pipelines.model.config import KafkaSettings, Settings
 from pipelines.platform.jars import PROJECT_DIR, jar_files, java_executable
 from pipelines.platform.kafka_admin import is_reachable
+from pipelines.platform.processes import port_busy, terminate
+from pipelines.platform.processes import running_pid as running_pid_of
 
 
 @dataclass(frozen=True)
@@ -60,20 +59,7 @@ def bootstrap(settings: Settings) -> str:
 
 def running_pid(settings: Settings) -> int | None:
     """The pid of the broker this folder started, if that process is still alive."""
-    pid_file = paths(settings).pid_file
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except (FileNotFoundError, PermissionError):
-        cmdline = None
-    alive = _alive(pid)
-    if not alive or (cmdline is not None and "kafka.Kafka" not in cmdline):
-        pid_file.unlink(missing_ok=True)
-        return None
-    return pid
+    return running_pid_of(paths(settings).pid_file, "kafka.Kafka")
 
 
 def start(settings: Settings, timeout: float = 90.0) -> str:
@@ -85,11 +71,11 @@ def start(settings: Settings, timeout: float = 90.0) -> str:
         if _wait_reachable(local, timeout):
             return f"Kafka broker already running at {bootstrap(settings)} (pid {pid}); reusing it"
         raise BrokerError(f"the broker process {pid} runs but does not answer: run `lakepipe down` then `lakepipe up`")
-    if _port_busy(b.host, b.port):
+    if port_busy(b.host, b.port):
         if is_reachable(local, timeout=3):
             return f"a Kafka broker already answers at {bootstrap(settings)} (not started from here); reusing it"
         raise PortInUseError(_busy_message(settings, b.port, "local_broker.port"))
-    if _port_busy(b.host, b.controller_port):
+    if port_busy(b.host, b.controller_port):
         raise PortInUseError(_busy_message(settings, b.controller_port, "local_broker.controller_port"))
 
     java = java_executable()
@@ -119,7 +105,7 @@ def start(settings: Settings, timeout: float = 90.0) -> str:
         if is_reachable(local, timeout=1):
             return f"Kafka broker started at {bootstrap(settings)} (pid {proc.pid}, data in {p.data})"
         time.sleep(0.5)
-    _terminate(proc.pid, grace=10)
+    terminate(proc.pid, grace=10)
     p.pid_file.unlink(missing_ok=True)
     raise BrokerError(f"the broker did not answer within {timeout:g}s; see {p.log}")
 
@@ -128,7 +114,7 @@ def stop(settings: Settings, timeout: float = 30.0) -> str:
     pid = running_pid(settings)
     if pid is None:
         return "Kafka broker is not running (nothing to stop)"
-    _terminate(pid, grace=timeout)
+    terminate(pid, grace=timeout)
     paths(settings).pid_file.unlink(missing_ok=True)
     return f"Kafka broker stopped (pid {pid})"
 
@@ -175,59 +161,11 @@ def _wait_reachable(kafka: KafkaSettings, timeout: float) -> bool:
     return False
 
 
-def _port_busy(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return True
-            raise
-    return False
-
-
 def _busy_message(settings: Settings, port: int, key: str) -> str:
     return (
         f"port {port} on {settings.local_broker.host} is held by another program that is not a Kafka broker: "
         f"stop it, or set {key} (and kafka.bootstrap_servers) in {settings.source}"
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return True
-
-
-def _terminate(pid: int, grace: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            waited, _ = os.waitpid(pid, os.WNOHANG)
-            if waited == pid:
-                return
-        except ChildProcessError:
-            pass
-        if not _alive(pid):
-            return
-        time.sleep(0.2)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _last_error(p: BrokerPaths) -> str:
