@@ -164,7 +164,7 @@ def drain_typed_minimal(spark, bronze: str, root: Path) -> float:  # noqa: ANN00
     start = time.perf_counter()
     q = (spark.readStream.format("delta").load(bronze)
          .select(F.from_json(F.col("value").cast("string"), schema).alias("e")).select("e.*")
-         .withWatermark(spec.event_time, "10 minutes").dropDuplicatesWithinWatermark([spec.dedup_key])
+         .withWatermark(spec.event_time, "10 minutes").dropDuplicatesWithinWatermark(list(spec.dedup_keys))
          .writeStream.format("delta").option("checkpointLocation", str(root / "ckpt")).trigger(availableNow=True)
          .start(str(root / "silver")))  # fmt: skip
     q.awaitTermination()

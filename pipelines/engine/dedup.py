@@ -12,6 +12,8 @@ overlap those windows, so its cost follows the batch's own hours, not silver's s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -70,10 +72,10 @@ def batch_hours(raw: DataFrame, f: FieldSpec) -> tuple[list[int], bool]:
 
 
 def existing_rows(
-    spark: SparkSession, silver_path: str, raw: DataFrame, event_time: FieldSpec, dedup_key: str, horizon_s: int
+    spark: SparkSession, silver_path: str, raw: DataFrame, event_time: FieldSpec, keys: Sequence[str], horizon_s: int
 ) -> DataFrame:
-    """The (dedup key, payload hash) of the silver rows that the `raw` records are compared with."""
+    """The (dedup keys, payload hash) of the silver rows that the `raw` records are compared with."""
     hours, with_nulls = batch_hours(raw, event_time)
     silver = spark.read.format("delta").load(silver_path)
     ranges = lookup_ranges(hours, horizon_s)
-    return silver.where(in_ranges(event_time.name, ranges, with_nulls)).select(dedup_key, "payload_hash")
+    return silver.where(in_ranges(event_time.name, ranges, with_nulls)).select(*keys, "payload_hash")

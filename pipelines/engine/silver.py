@@ -19,6 +19,7 @@ nothing twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from pyspark import StorageLevel
@@ -41,7 +42,8 @@ from pipelines.quality.row_rules import DROPPED, FAILED, WARNINGS, apply_row_rul
 from pipelines.quality.suite import QualitySuite, Rule
 
 SILVER, QUARANTINE, EXACT_DUPLICATE, DROPPED_OUTCOME = "silver", "quarantine", "exact_duplicate", "dropped"
-OUTCOMES = (SILVER, QUARANTINE, EXACT_DUPLICATE, DROPPED_OUTCOME)
+TOMBSTONE = "tombstone"  # a null value (a CDC delete's tombstone) in a pipeline whose spec says `tombstones: skip`
+OUTCOMES = (SILVER, QUARANTINE, EXACT_DUPLICATE, DROPPED_OUTCOME, TOMBSTONE)
 OUTCOME = "_outcome"
 LINEAGE = (
     T.StructField("topic", T.StringType()),
@@ -68,7 +70,7 @@ def silver_schema(contract: Contract) -> T.StructType:
 def quarantine_schema(contract: Contract, spec: PipelineSpec) -> T.StructType:
     return T.StructType(
         [
-            T.StructField(spec.dedup_key, contract.field(spec.dedup_key).spark_type),
+            *[T.StructField(k, contract.field(k).spark_type) for k in spec.dedup_keys],
             T.StructField("key", T.BinaryType()),
             T.StructField("value", T.BinaryType()),
             *LINEAGE,
@@ -89,27 +91,30 @@ BATCHES_SCHEMA = T.StructType(
         T.StructField("quarantined_records", T.LongType()),
         T.StructField("exact_duplicates", T.LongType()),
         T.StructField("dropped_records", T.LongType()),
+        T.StructField("tombstones", T.LongType()),  # counted and skipped (spec `tombstones: skip`)
         T.StructField("processed_at", T.TimestampType()),
     ]
 )
 
 
-def classify(parsed: DataFrame, existing: DataFrame, dedup_key: str) -> DataFrame:
+def classify(parsed: DataFrame, existing: DataFrame, keys: str | Sequence[str]) -> DataFrame:
     """Give each parsed record its outcome (pure).
 
-    `existing` holds the dedup keys and payload hashes already in silver (columns `dedup_key`,
-    `payload_hash`). Conflicting duplicates get `reasons = ['duplicate_conflict']`.
+    `existing` holds the dedup keys and payload hashes already in silver (columns `keys`, `payload_hash`);
+    records with the same values of every key are copies of one another. Conflicting duplicates get
+    `reasons = ['duplicate_conflict']`.
     """
+    keys = [keys] if isinstance(keys, str) else list(keys)
     valid = F.size("reasons") == 0
     # Rank the valid copies of each key by arrival; invalid rows get their own partition and no rank use.
-    order = Window.partitionBy(dedup_key, valid).orderBy(
+    order = Window.partitionBy(*keys, valid).orderBy(
         F.col("kafka_timestamp").asc_nulls_last(), "partition", "offset"
     )
     ranked = parsed.withColumn("_rank", F.row_number().over(order)).withColumn(
         "_batch_first_hash", F.first("payload_hash").over(order)
     )
     joined = ranked.join(
-        existing.select(dedup_key, F.col("payload_hash").alias("_silver_hash")), dedup_key, "left"
+        existing.select(*keys, F.col("payload_hash").alias("_silver_hash")), keys, "left"
     )
     winner = F.coalesce("_silver_hash", "_batch_first_hash")
     outcome = (
@@ -132,11 +137,17 @@ def validate(raw: DataFrame, contract: Contract, suite: QualitySuite | None) -> 
     return parsed.withColumn(WARNINGS, empty).withColumn(DROPPED, empty).withColumn(FAILED, empty)
 
 
-def classify_validated(validated: DataFrame, existing: DataFrame, dedup_key: str) -> DataFrame:
-    """`classify`, then valid first copies broken by a `drop` rule become `dropped` (pure)."""
-    out = classify(validated, existing, dedup_key)
+def classify_validated(
+    validated: DataFrame, existing: DataFrame, keys: Sequence[str], skip_tombstones: bool = False
+) -> DataFrame:
+    """`classify`, then valid first copies broken by a `drop` rule become `dropped`, and with `skip_tombstones`
+    records with a null value become `tombstone` instead of being quarantined (pure)."""
+    out = classify(validated, existing, keys)
     dropped = (F.col(OUTCOME) == SILVER) & (F.size(DROPPED) > 0)
-    return out.withColumn(OUTCOME, F.when(dropped, F.lit(DROPPED_OUTCOME)).otherwise(F.col(OUTCOME)))
+    outcome = F.when(dropped, F.lit(DROPPED_OUTCOME))
+    if skip_tombstones:
+        outcome = outcome.when(F.col("value").isNull(), F.lit(TOMBSTONE))
+    return out.withColumn(OUTCOME, outcome.otherwise(F.col(OUTCOME)))
 
 
 def to_silver_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec) -> DataFrame:
@@ -185,14 +196,15 @@ class SilverBatchWriter:
             self._query_id = checkpoint_query_id(spark, self.checkpoint)
             self._appender = BatchAppender(spark, self.checkpoint)
         app_id = f"silver-{self._query_id}"
-        key = self.spec.dedup_key
+        keys = self.spec.dedup_keys
         event_time = self.contract.field(self.spec.event_time)
         raw = batch.persist(StorageLevel.MEMORY_AND_DISK)  # read from bronze once (and counted once by Spark)
         classified = None
         try:
-            existing = existing_rows(spark, self.layout.silver.path, raw, event_time, key, self.horizon_s)
+            existing = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s)
             validated = validate(raw, self.contract, self.suite)
-            classified = classify_validated(validated, existing, key).persist(StorageLevel.MEMORY_AND_DISK)
+            skip = self.spec.tombstones == "skip"
+            classified = classify_validated(validated, existing, keys, skip).persist(StorageLevel.MEMORY_AND_DISK)
             counts, rule_counts, checked = self._count(classified)
             raw.unpersist()
             silver = to_silver_rows(classified, self.contract, self.spec)
@@ -206,7 +218,7 @@ class SilverBatchWriter:
             audit = spark.createDataFrame(
                 [(app_id, batch_id, sum(counts.values()), *[counts[o] for o in OUTCOMES])],
                 "query_id string, batch_id long, bronze_records long, silver_records long, "
-                "quarantined_records long, exact_duplicates long, dropped_records long",
+                "quarantined_records long, exact_duplicates long, dropped_records long, tombstones long",
             ).withColumn("processed_at", F.current_timestamp())
             writes = [
                 lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True),

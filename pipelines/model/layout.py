@@ -72,8 +72,8 @@ def pipeline_layout(settings: Settings, spec: PipelineSpec) -> PipelineLayout:
         pipeline=spec.name,
         bronze=table(f"{events}_raw", "bronze", KAFKA_POSITION,
                      f"Every record of topic {spec.topic} exactly once: key, value and headers as bytes, Kafka metadata."),
-        silver=table(events, "silver", (spec.dedup_key,),
-                     f"The records of {events}_raw that pass contract {spec.contract}, one per {spec.dedup_key} "
+        silver=table(events, "silver", spec.dedup_keys,
+                     f"The records of {events}_raw that pass contract {spec.contract}, one per {', '.join(spec.dedup_keys)} "
                      f"among events within {spec.dedup_horizon} of each other; typed fields, extra, Kafka position.",
                      spec.partition_by),
         quarantine=table(f"{events}_quarantine", "quarantine", KAFKA_POSITION,

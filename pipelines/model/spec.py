@@ -134,15 +134,24 @@ class PipelineSpec:
     contract: str  # relative to the schemas folder
     events_table: str
     event_time: str
-    dedup_key: str
+    dedup_key: str | tuple[str, ...]  # the field, or fields, that identify a record (e.g. [lsn, customer_id])
     watermark: str | None = None  # default: the environment's streaming.watermark
     dedup_horizon: str = "1 hour"  # a conflicting copy is caught when event times are closer (pipelines.engine.dedup)
+    tombstones: str = "quarantine"  # a record with a null value (a CDC delete's tombstone): quarantine or skip
     partition_by: tuple[str, ...] = ("event_date",)
     outputs: tuple[OutputSpec, ...] = ()
     quality: QualitySpec | None = None
     description: str = ""
 
+    @property
+    def dedup_keys(self) -> tuple[str, ...]:
+        return (self.dedup_key,) if isinstance(self.dedup_key, str) else tuple(self.dedup_key)
+
     def __post_init__(self) -> None:
+        if not self.dedup_keys:
+            raise ValueError("dedup_key needs at least one field")
+        if self.tombstones not in ("quarantine", "skip"):
+            raise ValueError(f"tombstones is '{self.tombstones}', not one of quarantine, skip")
         if self.watermark is not None:
             durations.seconds(self.watermark)
         durations.seconds(self.dedup_horizon)
@@ -177,11 +186,10 @@ def resolve_spec(path: Path, schemas_dir: Path) -> ResolvedSpec:
         raise ConfigError(f"{path}: key 'contract' names {contract_file}, which does not exist")
     contract = load_contract(contract_file)
     fields = set(contract.field_names)
-    for role in ("key", "event_time", "dedup_key"):
-        if getattr(spec, role) not in fields:
-            raise ConfigError(
-                f"{path}: key '{role}' names '{getattr(spec, role)}', which is not a field of {contract_file.name}"
-            )
+    roles = [("key", spec.key), ("event_time", spec.event_time)] + [("dedup_key", k) for k in spec.dedup_keys]
+    for role, name in roles:
+        if name not in fields:
+            raise ConfigError(f"{path}: key '{role}' names '{name}', which is not a field of {contract_file.name}")
     if contract.field(spec.event_time).type != "timestamp":
         raise ConfigError(
             f"{path}: key 'event_time' names '{spec.event_time}', which is "

@@ -80,7 +80,9 @@ def build(tp: Any, data: Any, source: str, key: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1:
             return build(inner[0], data, source, key)
-        raise TypeError(f"unsupported union {tp}")
+        # several types (e.g. `str | tuple[str, ...]`): the one whose shape the data has, else the first
+        by_shape = [a for a in inner if (typing.get_origin(a) is tuple) == isinstance(data, list)]
+        return build((by_shape or inner)[0], data, source, key)
     if dataclasses.is_dataclass(tp):
         return _build_dataclass(tp, data, source, key)
     if origin in (tuple,):

@@ -69,8 +69,8 @@ def replay(spark: SparkSession, pipeline, reason: str | None = None, since: str 
         if digest.n == 0:
             return ReplayResult(None, 0, 0, 0, 0)
         replay_id = f"replay-{_replay_digest(digest.h, pipeline)}"
-        existing = spark.read.format("delta").load(layout.silver.path).select(spec.dedup_key, "payload_hash")
-        classified = classify_validated(validate(selected, pipeline.contract, pipeline.suite), existing, spec.dedup_key)
+        existing = spark.read.format("delta").load(layout.silver.path).select(*spec.dedup_keys, "payload_hash")
+        classified = classify_validated(validate(selected, pipeline.contract, pipeline.suite), existing, spec.dedup_keys)
         failed = F.concat(F.col("reasons"), F.col(DROPPED), F.col(FAILED))
         classified = classified.withColumn("reasons", failed).withColumn(
             OUTCOME, F.when(F.col(OUTCOME).isin(DROPPED_OUTCOME) | (F.size(FAILED) > 0), F.lit(QUARANTINE)).otherwise(F.col(OUTCOME))

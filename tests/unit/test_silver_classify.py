@@ -77,3 +77,36 @@ def test_order_is_kafka_time_then_partition_then_offset(spark):
     out = classify(later_offset_earlier_time, spark.createDataFrame([], EXISTING), "event_id")
     winner = [r.payload_hash for r in out.where("_outcome = 'silver'").collect()]
     assert winner == ["h2"]
+
+
+CDC = "lsn long, customer_id int, partition int, offset long, kafka_timestamp timestamp, payload_hash string, " \
+      "reasons array<string>, value binary, _dropped_by array<string>"  # fmt: skip
+
+
+def test_records_are_copies_only_when_every_key_matches(spark):
+    """A database snapshot gives every row the same LSN: (lsn, customer_id) tells them apart."""
+    from pipelines.engine.silver import classify_validated
+
+    rows = [(100, c, 0, c, T0, f"h{c}", [], b"{}", []) for c in (1, 2, 3)]  # snapshot: one lsn, three rows
+    rows += [(100, 2, 0, 9, T0, "h2", [], b"{}", []), (100, 3, 0, 10, T0, "other", [], b"{}", [])]  # re-send, conflict
+    batch = spark.createDataFrame(rows, CDC)
+    existing = spark.createDataFrame([(100, 1, "h1")], "lsn long, customer_id int, payload_hash string")
+    out = classify_validated(batch, existing, ["lsn", "customer_id"])
+    got = {(r.customer_id, r.offset): (r._outcome, tuple(r.reasons)) for r in out.collect()}
+    assert got == {
+        (1, 1): ("exact_duplicate", ()),  # already in silver
+        (2, 2): ("silver", ()), (2, 9): ("exact_duplicate", ()),
+        (3, 3): ("silver", ()), (3, 10): ("quarantine", ("duplicate_conflict",)),
+    }  # fmt: skip
+
+
+def test_tombstones_are_skipped_only_when_the_spec_says_so(spark):
+    from pipelines.engine.silver import classify_validated
+
+    rows = [(101, 4, 0, 1, T0, None, ["invalid_json"], None, []), (102, 5, 0, 2, T0, "h5", [], b"{}", [])]
+    batch = spark.createDataFrame(rows, CDC)
+    empty = spark.createDataFrame([], "lsn long, customer_id int, payload_hash string")
+    skipped = {r.offset: r._outcome for r in classify_validated(batch, empty, ["lsn", "customer_id"], True).collect()}
+    kept = {r.offset: r._outcome for r in classify_validated(batch, empty, ["lsn", "customer_id"]).collect()}
+    assert skipped == {1: "tombstone", 2: "silver"}
+    assert kept == {1: "quarantine", 2: "silver"}
