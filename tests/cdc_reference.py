@@ -14,19 +14,19 @@ def customer_id(envelope: dict) -> str:
 def apply_in_order(envelopes: list[dict]) -> tuple[dict, list[tuple]]:
     """(current state: id -> (fields..., lsn), history: sorted (id, fields..., valid_from_ms, valid_to_ms,
     is_current, lsn)) from applying each distinct change once, in lsn order."""
-    distinct = {e["source"]["lsn"]: e for e in envelopes}
+    distinct = {(e["source"]["lsn"], customer_id(e)): e for e in envelopes}  # a snapshot's rows share an lsn
     current: dict[str, tuple] = {}
     versions: list[dict] = []
     open_version: dict[str, dict] = {}
-    for lsn in sorted(distinct):
-        e = distinct[lsn]
-        cid = customer_id(e)
+    for lsn, cid in sorted(distinct):
+        e = distinct[(lsn, cid)]
+        committed = e["source"]["ts_ms"]
         if cid in open_version:
-            open_version.pop(cid)["valid_to"] = e["ts_ms"]
+            open_version.pop(cid)["valid_to"] = committed
         if e["op"] == "d":
             current.pop(cid, None)
             continue
-        row = {"id": cid, **{f: e["after"][f] for f in FIELDS}, "valid_from": e["ts_ms"], "valid_to": None, "lsn": lsn}
+        row = {"id": cid, **{f: e["after"][f] for f in FIELDS}, "valid_from": committed, "valid_to": None, "lsn": lsn}
         versions.append(row)
         open_version[cid] = row
         current[cid] = (*[e["after"][f] for f in FIELDS], lsn)
@@ -38,5 +38,5 @@ def apply_in_order(envelopes: list[dict]) -> tuple[dict, list[tuple]]:
 
 
 def payloads(events) -> list[dict]:
-    """The JSON payloads of simulator events that reach silver (no rejects, no exact re-sends)."""
-    return [json.loads(e.value) for e in events if not e.reasons and e.kind != "exact_duplicate"]
+    """The JSON payloads of simulator events that reach silver (no rejects, re-sends or tombstones)."""
+    return [json.loads(e.value) for e in events if not e.reasons and e.kind != "exact_duplicate" and e.value is not None]

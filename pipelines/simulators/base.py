@@ -27,6 +27,7 @@ from pipelines.platform.kafka_admin import client_config, ensure_topic
 # What the pipeline does with each kind of event: kinds that carry reasons are quarantined, exact duplicates
 # are counted and dropped, every other kind (valid, late, out_of_order, injected anomalies...) reaches silver.
 EXACT_DUPLICATE = "exact_duplicate"
+TOMBSTONE = "tombstone"  # a CDC delete's null-valued record: skipped by pipelines with `tombstones: skip`
 JSON_HEADERS = (("source", b"lakepipe-simulator"), ("content-type", b"application/json"))
 
 
@@ -70,13 +71,15 @@ class Tally:
 
     def expected(self) -> dict:
         d = self.delivered
-        silver = sum(n for k, n in d.items() if k not in self.rejected_kinds and k != EXACT_DUPLICATE)
-        dups = d[EXACT_DUPLICATE]
+        skipped = (EXACT_DUPLICATE, TOMBSTONE)
+        silver = sum(n for k, n in d.items() if k not in self.rejected_kinds and k not in skipped)
+        dups, tombstones = d[EXACT_DUPLICATE], d[TOMBSTONE]
         return {
             "bronze": sum(d.values()),
             "silver": silver,
             "exact_duplicates": dups,
-            "quarantine": sum(d.values()) - silver - dups,
+            "tombstones": tombstones,
+            "quarantine": sum(d.values()) - silver - dups - tombstones,
         }
 
     def summary(self) -> str:

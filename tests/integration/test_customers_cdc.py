@@ -37,7 +37,7 @@ def cdc_run(tmp_path_factory, kafka, spark):
     suffix = uuid.uuid4().hex[:10]
     clicks_topic, cdc_topic = f"test.clicks.{suffix}", f"test.cdc.{suffix}"
     settings = load_settings("test", write_conf(tmp_path_factory.mktemp("cdc") / "conf", clicks_topic, topics={"customers": cdc_topic}))
-    cdc = CdcGenerator(seed=3, start=CDC_START, customers=500, changes_per_hour=900,
+    cdc = CdcGenerator(seed=7, start=CDC_START, customers=500, changes_per_hour=900,
                        faults=CdcFaults(exact_duplicate=0.04, out_of_order=0.08, malformed=0.02))  # fmt: skip
     shop = ClickstreamGenerator(seed=4, start=SHOP_START, events_per_second=0.5)
     names = ["clickstream", "customers"]

@@ -74,7 +74,7 @@ def read(settings, table: str, n: int, timeout: float = 60) -> list[tuple[dict, 
 
 def test_snapshot_reads_share_one_lsn_and_carry_iso_timestamps(cdc):
     records = read(cdc, "customers", 20)
-    assert [k["customer_id"] for k, _ in records] == list(range(1, 21))
+    assert [k["customer_id"] for k, _ in records] == [f"u{i:05d}" for i in range(1, 21)]
     assert {v["op"] for _, v in records} == {"r"}
     assert len({v["source"]["lsn"] for _, v in records}) == 1, "every snapshot row has the same source.lsn"
     after = records[0][1]["after"]
@@ -82,16 +82,16 @@ def test_snapshot_reads_share_one_lsn_and_carry_iso_timestamps(cdc):
 
 
 def test_changes_arrive_as_envelopes_with_tombstones_and_transactions(cdc):
-    local_cdc.sql(cdc, "UPDATE customers SET tier = 'platinum', updated_at = now() WHERE customer_id = 1")
-    local_cdc.sql(cdc, "BEGIN; UPDATE customers SET tier = 'gold' WHERE customer_id = 2; "
-                       "UPDATE customers SET tier = 'gold' WHERE customer_id = 3; "
-                       "UPDATE customers SET country = 'JP' WHERE customer_id = 2; COMMIT;")  # fmt: skip
-    local_cdc.sql(cdc, "DELETE FROM customers WHERE customer_id = 4")
-    local_cdc.sql(cdc, "BEGIN; DELETE FROM customers WHERE customer_id = 5; INSERT INTO customers "
-                       "(customer_id, email, name, country, tier) VALUES (5, 'again@example.com', 'Again', 'US', 'bronze'); "
-                       "COMMIT;")  # fmt: skip
+    local_cdc.sql(cdc, "UPDATE customers SET tier = 'platinum', updated_at = now() WHERE customer_id = 'u00001'")
+    local_cdc.sql(cdc, "BEGIN; UPDATE customers SET tier = 'gold' WHERE customer_id = 'u00002'; "
+                       "UPDATE customers SET tier = 'gold' WHERE customer_id = 'u00003'; "
+                       "UPDATE customers SET country = 'JP' WHERE customer_id = 'u00002'; COMMIT;")  # fmt: skip
+    local_cdc.sql(cdc, "DELETE FROM customers WHERE customer_id = 'u00004'")
+    local_cdc.sql(cdc, "BEGIN; DELETE FROM customers WHERE customer_id = 'u00005'; INSERT INTO customers "
+                       "(customer_id, email, full_name, country, tier) "
+                       "VALUES ('u00005', 'again@example.com', 'Again', 'US', 'bronze'); COMMIT;")  # fmt: skip
     changes = read(cdc, "customers", 20 + 9)[20:]
-    ops = [(k["customer_id"], v["op"] if v else None) for k, v in changes]
+    ops = [(int(k["customer_id"][1:]), v["op"] if v else None) for k, v in changes]
     assert ops == [(1, "u"), (2, "u"), (3, "u"), (2, "u"), (4, "d"), (4, None), (5, "d"), (5, None), (5, "c")], ops
 
     (_, one), (_, two_a), (_, three), (_, two_b) = changes[:4]
@@ -100,11 +100,11 @@ def test_changes_arrive_as_envelopes_with_tombstones_and_transactions(cdc):
     lsns = [v["source"]["lsn"] for _, v in changes[:4]]
     assert lsns == sorted(lsns) and len(set(lsns)) == 4, "each change of a transaction has its own, rising lsn"
     deleted = changes[4][1]
-    assert deleted["after"] is None and deleted["before"]["customer_id"] == 4 and deleted["before"]["email"]
+    assert deleted["after"] is None and deleted["before"]["customer_id"] == "u00004" and deleted["before"]["email"]
 
 
 def test_key_only_before_images_and_decimals_as_bytes(cdc):
-    local_cdc.sql(cdc, "INSERT INTO orders (order_id, customer_id, amount, currency) VALUES (1, 6, 19.99, 'EUR')")
+    local_cdc.sql(cdc, "INSERT INTO orders (order_id, customer_id, amount, currency) VALUES (1, 'u00006', 19.99, 'EUR')")
     local_cdc.sql(cdc, "UPDATE orders SET amount = 25.50 WHERE order_id = 1")
     local_cdc.sql(cdc, "DELETE FROM orders WHERE order_id = 1")
     (_, created), (_, updated), (_, deleted), (key, tombstone) = read(cdc, "orders", 4)
@@ -113,49 +113,17 @@ def test_key_only_before_images_and_decimals_as_bytes(cdc):
     assert updated["before"] is None, "default REPLICA IDENTITY: no before image of an update"
     # Default REPLICA IDENTITY: a delete's before image has the key, and placeholders (zero, empty, the epoch)
     # in the other NOT NULL columns, not the deleted row's values.
-    assert deleted["before"] == {"order_id": 1, "customer_id": 0, "amount": "AA==", "currency": "",
+    assert deleted["before"] == {"order_id": 1, "customer_id": "", "amount": "AA==", "currency": "",
                                  "ordered_at": "1970-01-01T00:00:00.000000Z"}, deleted["before"]  # fmt: skip
     raw = created["after"]["amount"]  # decimal.handling.mode=precise: the unscaled value, big-endian, base64
     assert isinstance(raw, str)
     assert Decimal(int.from_bytes(base64.b64decode(raw), "big", signed=True)).scaleb(-2) == Decimal("19.99")
 
 
-SHOP_CONTRACT = """
-name: shop_customer_change
-version: 1
-fields:
-  - {name: op, type: string, required: true, allowed: [c, u, d, r]}
-  - {name: lsn, type: integer, path: [source.lsn], required: true, min: 0}
-  - {name: change_time, type: timestamp, unit: ms, path: [source.ts_ms], required: true}
-  - {name: customer_id, type: integer, path: [after.customer_id, before.customer_id], required: true}
-  - {name: email, type: string, path: [after.email], required_when: {op: [c, u, r]}}
-  - {name: name, type: string, path: [after.name], required_when: {op: [c, u, r]}}
-  - {name: country, type: string, path: [after.country], required_when: {op: [c, u, r]}}
-  - {name: tier, type: string, path: [after.tier], allowed: [bronze, silver, gold, platinum], required_when: {op: [c, u, r]}}
-  - {name: created_at, type: timestamp, path: [after.created_at], required_when: {op: [c, u, r]}}
-  - {name: updated_at, type: timestamp, path: [after.updated_at], required_when: {op: [c, u, r]}}
-"""
-
-
-def shop_pipeline(cdc, folder):
-    """A pipeline over the connector's customers topic: identity (lsn, customer_id), tombstones skipped."""
-    (folder / "schemas" / "shop").mkdir(parents=True)
-    (folder / "schemas" / "shop" / "contract.yaml").write_text(SHOP_CONTRACT)
-    (folder / "specs").mkdir()
-    (folder / "specs" / "shop.yaml").write_text(f"""
-name: shop
-topic: {local_cdc.topic(cdc, "customers")}
-key: customer_id
-contract: shop/contract.yaml
-events_table: shop_customer_changes
-event_time: change_time
-dedup_key: [lsn, customer_id]
-tombstones: skip
-outputs:
-  - {{name: shop_customers, function: pipelines.engine.cdc.scd1_current, rebuild: {{key: customer_id}}, layer: silver}}
-  - {{name: shop_customers_history, function: pipelines.engine.cdc.scd2_history, rebuild: {{key: customer_id}}, layer: silver}}
-""")
-    return load_settings("test", write_conf(folder / "conf", "unused", schemas=folder / "schemas", specs=folder / "specs"))
+def customers_pipeline(cdc, folder):
+    """The shipped customers pipeline, pointed at the connector's topic (as the README says to)."""
+    topics = {"customers": local_cdc.topic(cdc, "customers")}
+    return load_settings("test", write_conf(folder / "conf", f"unused.{uuid.uuid4().hex[:6]}", topics=topics))
 
 
 def test_silver_current_state_equals_the_database_even_after_redelivery(cdc, spark, tmp_path):
@@ -163,29 +131,29 @@ def test_silver_current_state_equals_the_database_even_after_redelivery(cdc, spa
 
     from tests.support import pipeline, run_once, table
 
-    settings = shop_pipeline(cdc, tmp_path)
-    local_cdc.sql(cdc, "BEGIN; UPDATE customers SET email = 'new7@example.com' WHERE customer_id = 7; "
-                       "DELETE FROM customers WHERE customer_id = 8; COMMIT;")  # fmt: skip
+    settings = customers_pipeline(cdc, tmp_path)
+    local_cdc.sql(cdc, "BEGIN; UPDATE customers SET email = 'new7@example.com' WHERE customer_id = 'u00007'; "
+                       "DELETE FROM customers WHERE customer_id = 'u00008'; COMMIT;")  # fmt: skip
     records = read(cdc, "customers", 20 + 9 + 3)  # snapshot, the changes above, then 7's update, 8's delete and tombstone
-    run_once(spark, settings, ["shop"])
-    p = pipeline(settings, "shop")
-    columns = ("customer_id", "email", "name", "country", "tier")
+    run_once(spark, settings, ["customers"])
+    p = pipeline(settings, "customers")
+    columns = ("customer_id", "email", "full_name", "country", "tier")
 
     def database() -> list[tuple]:
         out = local_cdc.sql(cdc, f"SELECT {', '.join(columns)} FROM customers ORDER BY customer_id")
-        return [(int(r[0]), *r[1:]) for r in (line.split("|") for line in out.splitlines())]
+        return [tuple(line.split("|")) for line in out.splitlines()]
 
     def lake() -> list[tuple]:
-        return [tuple(r) for r in table(spark, p, "shop_customers").select(*columns).orderBy("customer_id").collect()]
+        return [tuple(r) for r in table(spark, p, "customers").select(*columns).orderBy("customer_id").collect()]
 
     assert lake() == database() and len(database()) == 18  # 20, less 4 and 8; 5 deleted and inserted again
     tombstones = sum(1 for _, v in records if v is None)
     assert tombstones == 3
     assert audit(spark, p) == {"tombstones": 3, "quarantined": 0, "exact_duplicates": 0}
-    assert table(spark, p, "shop_customer_changes").count() == len(records) - tombstones
-    history = table(spark, p, "shop_customers_history")
-    assert history.where("customer_id = 2").count() == 3  # snapshot, then two updates in one transaction
-    assert history.where("customer_id = 5 AND is_current").first().email == "again@example.com"
+    assert table(spark, p, "customer_changes").count() == len(records) - tombstones
+    history = table(spark, p, "customers_history")
+    assert history.where("customer_id = 'u00002'").count() == 3  # snapshot, then two updates in one transaction
+    assert history.where("customer_id = 'u00005' AND is_current").first().email == "again@example.com"
 
     # Connect standalone delivers at least once: the same records again change nothing.
     producer = Producer({"bootstrap.servers": cdc.kafka.bootstrap_servers})
@@ -193,12 +161,12 @@ def test_silver_current_state_equals_the_database_even_after_redelivery(cdc, spa
         producer.produce(local_cdc.topic(cdc, "customers"), key=json.dumps(key, separators=(",", ":")).encode(),
                          value=None if value is None else json.dumps(value, separators=(",", ":")).encode())  # fmt: skip
     assert producer.flush(30) == 0
-    run_once(spark, settings, ["shop"])
+    run_once(spark, settings, ["customers"])
     assert lake() == database()
-    assert table(spark, p, "shop_customer_changes").count() == len(records) - tombstones
+    assert table(spark, p, "customer_changes").count() == len(records) - tombstones
     assert audit(spark, p) == {"tombstones": 6, "quarantined": 0, "exact_duplicates": len(records) - tombstones}
     versions = sum(1 for _, v in records if v and v["op"] in ("c", "u", "r"))
-    assert table(spark, p, "shop_customers_history").count() == versions == 26  # no version twice
+    assert table(spark, p, "customers_history").count() == versions == 26  # no version twice
 
 
 def audit(spark, p) -> dict:
@@ -206,7 +174,7 @@ def audit(spark, p) -> dict:
 
     from tests.support import table
 
-    row = table(spark, p, "shop_silver_batches").agg(
+    row = table(spark, p, "customers_silver_batches").agg(
         F.sum("tombstones").alias("tombstones"), F.sum("quarantined_records").alias("quarantined"),
         F.sum("exact_duplicates").alias("exact_duplicates"),
     ).first()  # fmt: skip

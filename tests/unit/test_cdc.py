@@ -12,6 +12,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from pipelines.domains.customers.gold import revenue_per_tier_per_hour
+from pipelines.domains.customers.simulator import iso_micros
 from pipelines.engine.cdc import scd1_current, scd2_history
 from pipelines.engine.silver import classify
 from pipelines.engine.validation import parse_records
@@ -24,11 +25,12 @@ T0 = 1795341600000  # 2026-11-22 10:00 UTC
 
 
 def envelope(op, cid, lsn, minute, tier="bronze", email=None, country="DE"):
+    """A change in the connector's shape (see tests/integration/test_local_cdc.py)."""
     row = {"customer_id": cid, "email": email or f"{cid}@example.com", "full_name": "A B", "tier": tier,
-           "country": country, "created_at": T0, "updated_at": T0 + minute * 60_000}  # fmt: skip
+           "country": country, "created_at": iso_micros(T0), "updated_at": iso_micros(T0 + minute * 60_000)}  # fmt: skip
     return {
         "before": row if op in ("u", "d") else None, "after": None if op == "d" else row, "op": op,
-        "ts_ms": T0 + minute * 60_000, "source": {"lsn": lsn},
+        "source": {"lsn": lsn, "ts_ms": T0 + minute * 60_000}, "ts_ms": T0 + minute * 60_000 + 150,
     }  # fmt: skip
 
 
@@ -38,10 +40,10 @@ def contract():
 
 
 def silver_changes(spark, contract, envelopes):
-    """Envelopes as Kafka values, through the pipeline's parsing and dedup (first copy of each lsn)."""
+    """Envelopes as Kafka values, through the pipeline's parsing and dedup (first copy of each change)."""
     parsed = parse_records(raw(spark, *[json.dumps(e) for e in envelopes]), contract)
-    empty = spark.createDataFrame([], "lsn long, payload_hash string")
-    kept = classify(parsed.withColumn("kafka_timestamp", F.current_timestamp()), empty, "lsn")
+    empty = spark.createDataFrame([], "lsn long, customer_id string, payload_hash string")
+    kept = classify(parsed.withColumn("kafka_timestamp", F.current_timestamp()), empty, ["lsn", "customer_id"])
     return kept.where("_outcome = 'silver'").drop("_outcome")
 
 
@@ -77,8 +79,7 @@ def test_hand_made_history(spark, contract):
 def random_log(rng: random.Random, n: int) -> list[dict]:
     """A random but valid change log: snapshot reads, then inserts, updates and deletes (and re-inserts)."""
     live, log, lsn, minute = set(), [], 100, 0
-    for i in range(5):
-        lsn += rng.randint(1, 3)
+    for i in range(5):  # a snapshot: one lsn for all its rows
         log.append(envelope("r", f"u{i}", lsn, 0))
         live.add(f"u{i}")
     for _ in range(n):

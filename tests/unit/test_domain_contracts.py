@@ -25,12 +25,13 @@ TXN = {
 }  # fmt: skip
 CUSTOMER = {
     "customer_id": "u00001", "email": "ada@example.com", "full_name": "Ada Lovelace", "tier": "gold",
-    "country": "GB", "created_at": 1795341600000, "updated_at": 1795341600000,
+    "country": "GB", "created_at": "2026-11-22T10:00:00.000000Z", "updated_at": "2026-11-22T10:00:00.000000Z",
 }  # fmt: skip
 
 
 def change(op="u", before=CUSTOMER, after=CUSTOMER, lsn=42, **top):
-    return {"before": before, "after": after, "op": op, "ts_ms": 1795341600123, "source": {"lsn": lsn}, **top}
+    """An envelope in the real connector's shape (commit time in source.ts_ms; see test_local_cdc.py)."""
+    return {"before": before, "after": after, "source": {"lsn": lsn, "ts_ms": 1795341600123}, "op": op, **top}
 
 
 @pytest.fixture(scope="module")
@@ -111,13 +112,13 @@ def test_a_delete_takes_its_customer_id_from_before(spark, contracts):
     "value, reasons",
     [
         (change(op="x"), ["not_in_set:op"]),
-        (edit(change(), source={"db": "shop"}), ["missing:lsn"]),
+        (edit(change(), source={"db": "shop"}), ["missing:lsn", "missing:change_time"]),
         (change(after=edit(CUSTOMER, tier="diamond")), ["not_in_set:tier"]),
         (change(after=edit(CUSTOMER, email=...)), ["missing:email"]),
         (change(op="c", before=None, after=None), [
             "missing:customer_id", "missing:email", "missing:full_name", "missing:tier", "missing:country",
             "missing:created_at", "missing:updated_at"]),
-        (edit(change(), ts_ms="2026-11-22T10:00:00Z"), ["bad_type:change_time"]),
+        (edit(change(), source={"lsn": 42, "ts_ms": "2026-11-22T10:00:00Z"}), ["bad_type:change_time"]),
     ],
 )
 def test_change_rejections(spark, contracts, value, reasons):

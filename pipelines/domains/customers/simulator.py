@@ -1,8 +1,11 @@
-"""Synthetic change data capture of a customers table, as Debezium-style change envelopes.
+"""Synthetic change data capture of a customers table, in the shapes the real Debezium connector writes.
 
 Deterministic for a seed, in simulated time. First a snapshot (`r`) of `customers` rows (ids u00000...,
-the same ids the clickstream simulator's users have), then inserts (`c`), updates (`u`: email, tier or
-country) and deletes (`d`), each with a growing log sequence number in `source.lsn`. Injected at rates:
+the same ids the clickstream simulator's users have) that all carry one `source.lsn`, as a real snapshot
+does; then inserts (`c`), updates (`u`: email, tier or country) and deletes (`d`), each with a growing
+`source.lsn`, each delete followed by a tombstone (same key, null value). Timestamps are ISO-8601 text with
+microseconds, `source.ts_ms` is the commit time (what `tests/integration/test_local_cdc.py` sees the real
+connector write). Injected at rates:
 exact re-sends, changes held back and sent after later ones (out of order), and malformed events.
 The ground truth is the valid changes sent, applied in lsn order (a change still held back when a run stops
 was never sent, and is not part of it).
@@ -16,13 +19,18 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pipelines.simulators.base import RecentEvents, SimEvent, encode
+from pipelines.simulators.base import TOMBSTONE, RecentEvents, SimEvent, encode
 
 TIERS = ("bronze", "silver", "gold", "platinum")
 COUNTRIES = ("US", "DE", "FR", "GB", "JP", "CA")
 FIRST = ("Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim")
 LAST = ("Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Lee")
 MALFORMED = ("invalid_json", "unknown_op", "missing_lsn", "unknown_tier")
+
+
+def iso_micros(ms: int) -> str:
+    """An epoch-millisecond time as Debezium writes a timestamptz column: ISO-8601, microseconds, Z."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -58,11 +66,15 @@ class CdcGenerator:
         self.lsn = 1000
         self.generated = 0
         self.recent = RecentEvents(self.rng, keep=300)
+        self.tombstones: dict[int, SimEvent] = {}  # id() of a delete event -> its tombstone, sent right after it
         self.held: list[tuple[int, SimEvent]] = []  # (send after this many more events, event)
 
     def events(self) -> Iterator[SimEvent]:
         while True:
-            yield self.next_event()
+            event = self.next_event()
+            yield event
+            if (tombstone := self.tombstones.pop(id(event), None)) is not None:
+                yield tombstone
 
     def next_event(self) -> SimEvent:
         for i, (wait, event) in enumerate(self.held):
@@ -89,10 +101,14 @@ class CdcGenerator:
         envelope = self._next_envelope()
         self.generated += 1
         key = (envelope["after"] or envelope["before"])["customer_id"]
-        return self.recent.add(encode(kind, key, envelope))
+        event = self.recent.add(encode(kind, key, envelope))
+        if envelope["op"] == "d":
+            self.tombstones[id(event)] = SimEvent(TOMBSTONE, event.key, None)
+        return event
 
     def _next_envelope(self) -> dict:
-        self.lsn += self.rng.randint(1, 5)
+        if self.generated == 0 or self.generated >= self.snapshot_size:  # a snapshot's rows share one lsn
+            self.lsn += self.rng.randint(1, 5)
         if self.generated < self.snapshot_size:  # the initial snapshot, all at the start time
             cid = f"u{self.generated:05d}"
             return self._envelope("r", None, self._new_row(cid))
@@ -108,7 +124,7 @@ class CdcGenerator:
         if r < self.insert_share + self.delete_share:
             del self.rows[cid]
             return self._envelope("d", before, None)
-        after = dict(before, updated_at=self.clock_ms)
+        after = dict(before, updated_at=iso_micros(self.clock_ms))
         what = self.rng.choice(("email", "tier", "tier", "country"))
         if what == "email":
             after["email"] = f"{cid}.{self.lsn}@example.org"
@@ -126,8 +142,8 @@ class CdcGenerator:
             "full_name": f"{self.rng.choice(FIRST)} {self.rng.choice(LAST)}",
             "tier": self.rng.choices(TIERS, (50, 30, 15, 5))[0],
             "country": self.rng.choice(COUNTRIES),
-            "created_at": self.clock_ms,
-            "updated_at": self.clock_ms,
+            "created_at": iso_micros(self.clock_ms),
+            "updated_at": iso_micros(self.clock_ms),
         }
         self.rows[cid] = row
         return row
@@ -136,9 +152,12 @@ class CdcGenerator:
         return {
             "before": before,
             "after": after,
+            "source": {"version": "3.6.1.Final", "connector": "postgresql", "name": "shop", "ts_ms": self.clock_ms,
+                       "snapshot": "true" if op == "r" else "false", "db": "shop", "schema": "public",
+                       "table": "customers", "txId": self.lsn // 7, "lsn": self.lsn},
+            "transaction": None,
             "op": op,
-            "ts_ms": self.clock_ms,
-            "source": {"connector": "postgresql", "db": "shop", "table": "customers", "lsn": self.lsn},
+            "ts_ms": self.clock_ms + 150,  # when the connector read it
         }
 
     def _malformed(self) -> SimEvent:
