@@ -38,6 +38,13 @@ def parse_records(raw: DataFrame, contract: Contract) -> DataFrame:
 _STEPS: dict[int, tuple[Contract, list[list[Column]]]] = {}
 
 
+def _unwrapped(text: Column) -> Column:
+    """The `payload` of a Kafka Connect {"schema": ..., "payload": ...} value, else the value itself."""
+    keys = F.sort_array(F.json_object_keys(text))  # null when the text is no JSON object
+    wrapped = F.coalesce(F.array_join(keys, ",") == F.lit("payload,schema"), F.lit(False))
+    return F.when(wrapped, F.get_json_object(text, "$.payload")).otherwise(text)
+
+
 def _parse_steps(contract: Contract) -> list[list[Column]]:
     """The column expressions of each step of the parse, built once per contract: building them takes
     thousands of calls into the JVM (~0.7 s), which each micro-batch would otherwise pay again."""
@@ -67,8 +74,11 @@ def _parse_steps(contract: Contract) -> list[list[Column]]:
         ),
     )
     typed = [F.col(n) for n in contract.field_names]
+    text = F.when(F.expr("is_valid_utf8(value)"), F.col("value").cast("string"))
+    if contract.connect_envelope:
+        text = _unwrapped(text)
     steps = [
-        [F.when(F.expr("is_valid_utf8(value)"), F.col("value").cast("string")).alias(_JSON)],
+        [text.alias(_JSON)],
         [F.expr(f"try_parse_json({_JSON})").alias(_VARIANT)],
         [_field_variant(f).alias(_variant_col(f.name)) for f in contract.fields],
         [F.expr(f"schema_of_variant({_variant_col(f.name)})").alias(_type_col(f.name)) for f in contract.fields],

@@ -74,6 +74,9 @@ class Contract:
     version: int
     fields: tuple[FieldSpec, ...]
     description: str = ""
+    # Kafka Connect's JsonConverter with `schemas.enable=true` wraps each value as {"schema": ..., "payload": ...}:
+    # when true, such a wrapper is taken off and the contract applies to `payload` (unwrapped values pass as they are).
+    connect_envelope: bool = False
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.fields]

@@ -31,16 +31,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def cdc(tmp_path_factory, kafka):
-    """PostgreSQL and Connect on ports and topics of their own; state under the project (the `postgres` user
-    must reach it, which pytest's private temporary folders do not allow)."""
+@pytest.fixture(scope="module", params=[False, True], ids=["plain-json", "json-with-schemas"])
+def cdc(request, tmp_path_factory, kafka):
+    """PostgreSQL and Connect on ports and topics of their own, with the JsonConverter's `schemas.enable` false
+    and then true; state under the project (the `postgres` user must reach it, which pytest's private temporary
+    folders do not allow)."""
     name = uuid.uuid4().hex[:8]
     state = PROJECT_DIR / ".lakepipe" / f"test-cdc-{name}"
     conf = write_conf(tmp_path_factory.mktemp("cdc") / "conf", "unused")
     with open(conf / "test.yaml", "a", encoding="utf-8") as f:
         f.write(f"local_cdc:\n  postgres_port: {free_port()}\n  connect_port: {free_port()}\n"
-                f"  topic_prefix: test{name}\n  state_dir: {state}\n")  # fmt: skip
+                f"  topic_prefix: test{name}\n  state_dir: {state}\n  value_schemas: {str(request.param).lower()}\n")  # fmt: skip
     settings = load_settings("test", conf)
     try:
         lines = local_cdc.start(settings)
@@ -51,8 +52,9 @@ def cdc(tmp_path_factory, kafka):
         shutil.rmtree(state, ignore_errors=True)
 
 
-def read(settings, table: str, n: int, timeout: float = 60) -> list[tuple[dict, dict | None]]:
-    """The first `n` records of the table's topic: (key, value or None for a tombstone)."""
+def read(settings, table: str, n: int, timeout: float = 60, unwrap: bool = True) -> list[tuple[dict, dict | None]]:
+    """The first `n` records of the table's topic: (key, value or None for a tombstone); the `payload` of a
+    value written with `schemas.enable=true` unless `unwrap` is false."""
     consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": uuid.uuid4().hex,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
     consumer.subscribe([local_cdc.topic(settings, table)])
@@ -65,7 +67,10 @@ def read(settings, table: str, n: int, timeout: float = 60) -> list[tuple[dict, 
                 waited += 1  # the connector creates a table's topic with its first change
                 continue
             assert m.error() is None, m.error()
-            out.append((json.loads(m.key()), json.loads(m.value()) if m.value() is not None else None))
+            value = json.loads(m.value()) if m.value() is not None else None
+            if unwrap and isinstance(value, dict) and set(value) == {"schema", "payload"}:
+                value = value["payload"]
+            out.append((json.loads(m.key()), value))
     finally:
         consumer.close()
     assert len(out) == n, f"{len(out)} of {n} records arrived: {out[-3:]}"
@@ -73,6 +78,8 @@ def read(settings, table: str, n: int, timeout: float = 60) -> list[tuple[dict, 
 
 
 def test_snapshot_reads_share_one_lsn_and_carry_iso_timestamps(cdc):
+    wrapped = [set(v) == {"schema", "payload"} for _, v in read(cdc, "customers", 20, unwrap=False)]
+    assert wrapped == [cdc.local_cdc.value_schemas] * 20
     records = read(cdc, "customers", 20)
     assert [k["customer_id"] for k, _ in records] == [f"u{i:05d}" for i in range(1, 21)]
     assert {v["op"] for _, v in records} == {"r"}

@@ -144,3 +144,26 @@ def test_large_value_parses(spark, clickstream_contract):
     big = with_(page_url="x" * 1_000_000)
     row = parse_records(raw(spark, big), clickstream_contract).collect()[0]
     assert row.reasons == [] and len(row.page_url) == 1_000_000
+
+
+def test_a_kafka_connect_schema_wrapper_is_taken_off_when_the_contract_says_so(spark):
+    """JsonConverter with schemas.enable=true: {"schema": ..., "payload": <the change>}; both forms parse alike."""
+    import dataclasses
+    import json
+
+    from pipelines.engine.validation import parse_records
+    from pipelines.model.contract import contract_path, load_contract
+    from tests.conftest import CONTRACTS
+
+    contract = load_contract(contract_path(CONTRACTS, "customers"))
+    change = {"before": None, "after": {"customer_id": "u00001", "email": "a@example.com", "full_name": "A B",
+              "tier": "gold", "country": "DE", "created_at": "2026-11-22T10:00:00.000000Z",
+              "updated_at": "2026-11-22T10:00:00.000000Z"}, "source": {"lsn": 7, "ts_ms": 1795341600000}, "op": "c"}  # fmt: skip
+    wrapped = {"schema": {"type": "struct", "optional": False, "name": "shop.public.customers.Envelope"}, "payload": change}
+    values = [json.dumps(change), json.dumps(wrapped)]
+    plain = parse_records(raw(spark, *values), contract).collect()
+    unwrapping = parse_records(raw(spark, *values), dataclasses.replace(contract, connect_envelope=True)).collect()
+    assert plain[0].reasons == [] and plain[1].reasons != []  # without the option a wrapper is no change event
+    assert [r.reasons for r in unwrapping] == [[], []]
+    assert unwrapping[0].payload_hash == unwrapping[1].payload_hash == plain[0].payload_hash
+    assert (unwrapping[1].customer_id, unwrapping[1].lsn, unwrapping[1].extra) == ("u00001", 7, None)
