@@ -133,7 +133,7 @@ def _load_pipeline(settings: Settings, name: str) -> Pipeline:
     """Load and check spec `name` (and its contract and output functions) for this environment."""
     resolved = resolve_spec(settings.spec_path(name), settings.schemas_dir)
     spec = resolved.spec
-    layout = _layout_of(settings, spec)
+    layout = pipeline_layout(settings, spec)
     topic = settings.pipeline(name).topic or spec.topic  # the environment may override the topic
     watermark = spec.watermark or settings.streaming.watermark
     sources = {name: layout}
@@ -143,7 +143,7 @@ def _load_pipeline(settings: Settings, name: str) -> Pipeline:
         for key, other in o.rebuild.reads:
             if other not in sources:
                 try:
-                    sources[other] = _layout_of(settings, load_spec(settings.spec_path(other)))
+                    sources[other] = pipeline_layout(settings, load_spec(settings.spec_path(other)))
                 except ConfigError:
                     raise ConfigError(f"{resolved.source}: key 'outputs[{i}].rebuild.{key}' names pipeline '{other}', "
                                       "which has no spec") from None  # fmt: skip
@@ -153,6 +153,3 @@ def _load_pipeline(settings: Settings, name: str) -> Pipeline:
                 raise ConfigError(f"{resolved.source}: key 'outputs[{i}].rebuild.lookups.{arg}' names '{ref}', which is no table")
     return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout, sources, resolved.suite)
 
-
-def _layout_of(settings: Settings, spec: PipelineSpec) -> PipelineLayout:
-    return pipeline_layout(settings, spec)

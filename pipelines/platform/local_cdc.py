@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import BrokerError, LakepipeError, PortInUseError
+from pipelines.errors import LakepipeError, PortInUseError
 from pipelines.model.config import Settings
 from pipelines.platform.jars import PROJECT_DIR, jar_files, jars_root, java_executable
 from pipelines.platform.local_broker import bootstrap
@@ -156,8 +156,7 @@ def _pg_bin() -> Path:
 
 
 def _psql() -> str:
-    found = shutil.which("psql") or str(_pg_bin() / "psql")
-    return found
+    return shutil.which("psql") or str(_pg_bin() / "psql")
 
 
 def _as_db_owner() -> list[str]:
@@ -264,7 +263,7 @@ def _start_connect(settings: Settings, timeout: float) -> str:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             p.connect_pid.unlink(missing_ok=True)
-            raise BrokerError(f"Kafka Connect exited at start; full log: {p.connect_log}")
+            raise CdcError(f"Kafka Connect exited at start; full log: {p.connect_log}")
         state = connector_state(settings)
         if state == "RUNNING":
             return f"Kafka Connect started (pid {proc.pid}); Debezium streams {c.database} to {topic(settings, '<table>')}"
