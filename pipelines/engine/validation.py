@@ -8,6 +8,8 @@ codes. JSON types are read exactly through the VARIANT type, so `"12.50"` (text)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from decimal import Decimal
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -19,6 +21,9 @@ INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 NUMBER_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE")
 # ISO-8601 date-time with a mandatory offset; up to microseconds (what a Spark timestamp holds).
 ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+BASE64 = r"^[A-Za-z0-9+/]+={0,2}$"
+DECIMAL_TEXT = r"^-?\d{1,38}(\.\d{1,38})?$"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _JSON = "_lp_json"
@@ -63,16 +68,7 @@ def _parse_steps(contract: Contract) -> list[list[Column]]:
         .when(~is_object, F.array(F.lit("not_an_object")))
         .otherwise(F.array_compact(F.array(*field_reasons)))  # codegen'd, unlike a filter() lambda
     )
-    known = F.array(*[F.lit(n) for n in contract.top_level_keys])
-    extra_keys = F.array_except(F.expr(f"json_object_keys({_JSON})"), known)
-    extra = F.when(
-        is_object & (F.size(extra_keys) > 0),
-        F.to_json(
-            F.map_filter(
-                F.from_json(F.col(_JSON), "map<string,variant>"), lambda k, _v: ~F.array_contains(known, k)
-            )
-        ),
-    )
+    extra = _extra(contract, is_object)
     typed = [F.col(n) for n in contract.field_names]
     text = F.when(F.expr("is_valid_utf8(value)"), F.col("value").cast("string"))
     if contract.connect_envelope:
@@ -89,6 +85,31 @@ def _parse_steps(contract: Contract) -> list[list[Column]]:
     ]  # fmt: skip
     _STEPS[id(contract)] = (contract, steps)
     return steps
+
+
+def _unknown(entries: Column, keys: tuple[str, ...]) -> Column:
+    known = F.array(*[F.lit(k) for k in keys])
+    return F.map_filter(entries, lambda k, _v: ~F.array_contains(known, k))
+
+
+def _prefixed(prefix: str) -> Callable[[Column, Column], Column]:
+    return lambda k, _v: F.concat(F.lit(prefix), k)
+
+
+def _extra(contract: Contract, is_object: Column) -> Column:
+    """The JSON object of the keys no field reads: top-level ones, and those of the `extra_in` objects as
+    "<object>.<key>"; null when there are none."""
+    top = F.from_json(F.col(_JSON), "map<string,variant>")
+    if not contract.extra_in:  # the common case: skip the map unless the keys show something unknown
+        extra_keys = F.array_except(F.expr(f"json_object_keys({_JSON})"), F.array(*[F.lit(k) for k in contract.top_level_keys]))
+        return F.when(is_object & (F.size(extra_keys) > 0), F.to_json(_unknown(top, contract.top_level_keys)))
+    maps = [_unknown(top, contract.top_level_keys)]
+    for obj in contract.extra_in:
+        inner = F.expr(f"try_variant_get({_VARIANT}, '$.{obj}', 'map<string,variant>')")
+        inner = F.coalesce(inner, F.from_json(F.lit("{}"), "map<string,variant>"))
+        maps.append(F.transform_keys(_unknown(inner, contract.known_keys(obj)), _prefixed(f"{obj}.")))
+    entries = F.map_concat(*maps)
+    return F.when(is_object & (F.size(entries) > 0), F.to_json(entries))
 
 
 def _type_col(name: str) -> str:
@@ -114,28 +135,48 @@ def _present(f: FieldSpec) -> Column:
 
 def _type_ok(f: FieldSpec) -> Column:
     t = F.col(_type_col(f.name))
-    if f.type == "timestamp" and f.unit == "ms":
-        return t.isin(*INTEGER_TYPES) | t.rlike(r"^DECIMAL\(\d+,0\)$")
-    if f.type in ("string", "timestamp"):
+    whole = t.isin(*INTEGER_TYPES) | t.rlike(r"^DECIMAL\(\d+,0\)$")
+    if f.unit is not None or f.type == "integer":  # epoch ms/us/days, or a whole number
+        return whole
+    if f.type in ("string", "timestamp", "date") or f.encoding != "number":
         return t == "STRING"
     if f.type == "boolean":
         return t == "BOOLEAN"
-    if f.type == "integer":
-        return t.isin(*INTEGER_TYPES) | t.rlike(r"^DECIMAL\(\d+,0\)$")
     return t.isin(*NUMBER_TYPES) | t.startswith("DECIMAL(")  # decimal
+
+
+_EPOCH = {"ms": "timestamp_millis", "us": "timestamp_micros", "days": "date_from_unix_date"}
 
 
 def _typed_value(f: FieldSpec) -> Column:
     v = _variant_col(f.name)
-    if f.type == "timestamp" and f.unit == "ms":
-        value = F.expr(f"timestamp_millis(try_variant_get({v}, '$', 'bigint'))")
+    text = F.expr(f"variant_get({v}, '$', 'string')")
+    if f.unit is not None:
+        value = F.expr(f"{_EPOCH[f.unit]}(try_variant_get({v}, '$', '{'int' if f.unit == 'days' else 'bigint'}'))")
     elif f.type == "timestamp":
-        text = F.expr(f"variant_get({v}, '$', 'string')")
         value = F.when(text.rlike(ISO_TIMESTAMP), F.expr(f"try_cast(variant_get({v}, '$', 'string') AS TIMESTAMP)"))
+    elif f.type == "date":
+        value = F.when(text.rlike(ISO_DATE), F.expr(f"try_cast(variant_get({v}, '$', 'string') AS DATE)"))
+    elif f.encoding == "text":
+        value = F.when(text.rlike(DECIMAL_TEXT), F.expr(f"try_cast(variant_get({v}, '$', 'string') AS DECIMAL(38,18))"))
+    elif f.encoding == "base64":
+        value = _unscaled(text, f.scale)
     else:
         sql_type = f.spark_type.simpleString()
         value = F.expr(f"try_variant_get({v}, '$', '{sql_type}')")
-    return F.when(_type_ok(f), value).cast(f.spark_type)
+    return F.when(_type_ok(f), value).try_cast(f.spark_type)
+
+
+def _unscaled(text: Column, scale: int) -> Column:
+    """A decimal from the base64 text of its unscaled value's big-endian two's-complement bytes (what Debezium
+    writes for `numeric` with decimal.handling.mode=precise); null when the text is no base64 or the value needs
+    more than 8 bytes. Exact: the bytes become a whole number through hex, and the scale is a decimal literal."""
+    raw = F.try_to_binary(text, F.lit("base64"))
+    n = F.octet_length(raw)
+    unsigned = F.conv(F.hex(raw), 16, 10).cast("decimal(20,0)")
+    negative = F.conv(F.substring(F.hex(raw), 1, 2), 16, 10).cast("int") >= 128
+    signed = F.when(negative, unsigned - F.pow(F.lit(2), n * 8).cast("decimal(20,0)")).otherwise(unsigned)
+    return F.when((n >= 1) & (n <= 8), signed * F.lit(Decimal(1).scaleb(-scale)))
 
 
 def _field_reasons(f: FieldSpec, contract: Contract) -> list[Column]:
@@ -154,21 +195,34 @@ def _field_reasons(f: FieldSpec, contract: Contract) -> list[Column]:
     ok = present & _type_ok(f)
     if f.allowed is not None:
         checks.append(F.when(ok & ~value.isin(*f.allowed), F.lit(f"not_in_set:{f.name}")))
+    bad_format = _bad_format(f)
     if f.type in ("integer", "decimal", "double"):
         out_of_range = value.isNull()  # a number too large for the column type
         if f.min is not None:
             out_of_range = out_of_range | (value < F.lit(f.min))
         if f.max is not None:
             out_of_range = out_of_range | (value > F.lit(f.max))
+        if bad_format is not None:
+            out_of_range = ~bad_format & out_of_range
         checks.append(F.when(ok & out_of_range, F.lit(f"out_of_range:{f.name}")))
-    bad_format = None
-    if f.pattern is not None:
-        bad_format = ~value.rlike(f.pattern)
-    if f.type == "timestamp":
-        bad_format = value.isNull()
-    if f.type == "decimal":  # more decimal places than the column keeps would be silently rounded
-        scale = F.regexp_extract(F.col(_type_col(f.name)), r"^DECIMAL\(\d+,(\d+)\)$", 1)
-        bad_format = (scale != "") & (scale.cast("int") > f.scale)
     if bad_format is not None:
         checks.append(F.when(ok & bad_format, F.lit(f"bad_format:{f.name}")))
     return checks
+
+
+def _bad_format(f: FieldSpec) -> Column | None:
+    """Where a value of the right JSON type is not in the field's format (null where it is)."""
+    value = F.col(f.name)
+    text = F.expr(f"variant_get({_variant_col(f.name)}, '$', 'string')")
+    if f.pattern is not None:
+        return ~value.rlike(f.pattern)
+    if f.type in ("timestamp", "date"):
+        return value.isNull()
+    if f.encoding == "base64":
+        return ~text.rlike(BASE64) | (F.length(text) % 4 != 0)
+    if f.encoding == "text":  # more decimal places than the column keeps would be silently rounded
+        return ~text.rlike(DECIMAL_TEXT) | (F.length(F.regexp_extract(text, r"\.(\d+)$", 1)) > f.scale)
+    if f.type == "decimal":
+        scale = F.regexp_extract(F.col(_type_col(f.name)), r"^DECIMAL\(\d+,(\d+)\)$", 1)
+        return (scale != "") & (scale.cast("int") > f.scale)
+    return None

@@ -12,9 +12,15 @@ from pyspark.sql import types as T
 from pipelines.errors import ConfigError
 from pipelines.model.typed_config import load_typed
 
-FIELD_TYPES = ("string", "integer", "decimal", "double", "timestamp", "boolean")
+FIELD_TYPES = ("string", "integer", "decimal", "double", "timestamp", "date", "boolean")
 NUMERIC_TYPES = ("integer", "decimal", "double")
-TIMESTAMP_UNITS = ("ms",)  # a timestamp is ISO-8601 text unless `unit` says epoch milliseconds
+# A timestamp or date is ISO-8601 text unless `unit` says a whole number since the epoch: milliseconds or
+# microseconds for a timestamp (Debezium's Timestamp and MicroTimestamp), days for a date (Debezium's Date).
+UNITS = {"timestamp": ("ms", "us"), "date": ("days",)}
+# How a decimal arrives: a JSON number (default); `text`, a JSON string such as "12.50" (Debezium's
+# decimal.handling.mode=string); `base64`, the unscaled value as big-endian two's-complement bytes in base64
+# (Debezium's default decimal.handling.mode=precise), scaled by the field's `scale`.
+DECIMAL_ENCODINGS = ("number", "text", "base64")
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -32,6 +38,7 @@ class FieldSpec:
     scale: int = 4
     path: tuple[str, ...] = ()  # where the value is in the JSON object, e.g. after.email; first present wins
     unit: str | None = None
+    encoding: str = "number"  # decimals only: number, text or base64 (see DECIMAL_ENCODINGS)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -47,8 +54,14 @@ class FieldSpec:
         for p in self.path:
             if not _PATH.match(p):
                 raise ValueError(f"field '{self.name}': path '{p}' is not a dotted list of plain names")
-        if self.unit is not None and (self.type != "timestamp" or self.unit not in TIMESTAMP_UNITS):
-            raise ValueError(f"field '{self.name}': unit applies to timestamp fields and is one of {TIMESTAMP_UNITS}")
+        if self.unit is not None and self.unit not in UNITS.get(self.type, ()):
+            units = "; ".join(f"{t}: {', '.join(u)}" for t, u in UNITS.items())
+            raise ValueError(f"field '{self.name}': unit '{self.unit}' does not apply to a {self.type} ({units})")
+        if self.encoding not in DECIMAL_ENCODINGS or (self.encoding != "number" and self.type != "decimal"):
+            raise ValueError(f"field '{self.name}': encoding applies to decimal fields and is one of "
+                             f"{', '.join(DECIMAL_ENCODINGS)}")  # fmt: skip
+        if self.encoding == "base64" and self.precision > 18:
+            raise ValueError(f"field '{self.name}': a base64 decimal is decoded up to precision 18, not {self.precision}")
         if not 0 <= self.scale <= self.precision <= 38:
             raise ValueError(f"field '{self.name}': need 0 <= scale <= precision <= 38")
 
@@ -64,6 +77,7 @@ class FieldSpec:
             "decimal": T.DecimalType(self.precision, self.scale),
             "double": T.DoubleType(),
             "timestamp": T.TimestampType(),
+            "date": T.DateType(),
             "boolean": T.BooleanType(),
         }[self.type]
 
@@ -77,6 +91,9 @@ class Contract:
     # Kafka Connect's JsonConverter with `schemas.enable=true` wraps each value as {"schema": ..., "payload": ...}:
     # when true, such a wrapper is taken off and the contract applies to `payload` (unwrapped values pass as they are).
     connect_envelope: bool = False
+    # Objects (top-level keys the fields' paths read, e.g. `after` of a change event) whose keys that no field
+    # reads also go to `extra`, as "<object>.<key>": a column added at the source reaches silver that way.
+    extra_in: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.fields]
@@ -89,6 +106,9 @@ class Contract:
                     raise ValueError(f"field '{f.name}': required_when names unknown field '{other}'")
                 if not values:
                     raise ValueError(f"field '{f.name}': required_when.{other} lists no values")
+        for obj in self.extra_in:
+            if obj not in self.top_level_keys or obj in names:
+                raise ValueError(f"extra_in names '{obj}', which no field's path reads into (e.g. after.<column>)")
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -104,6 +124,10 @@ class Contract:
     def top_level_keys(self) -> tuple[str, ...]:
         """The keys of the JSON object that the contract reads (the rest go to `extra`)."""
         return tuple(dict.fromkeys(p.split(".")[0] for f in self.fields for p in f.json_paths))
+
+    def known_keys(self, obj: str) -> tuple[str, ...]:
+        """The keys of object `obj` (a top-level key) that some field's path reads."""
+        return tuple(dict.fromkeys(p.split(".")[1] for f in self.fields for p in f.json_paths if p.startswith(f"{obj}.")))
 
     @property
     def spark_schema(self) -> T.StructType:
