@@ -1,6 +1,8 @@
 """`lakepipe demo`: simulate every domain with faults, run every pipeline, and summarise each domain.
 
-Two waves, each followed by one `--once` run of all pipelines in the same Spark session. What each domain
+Two waves, each followed by one `--once` run of all pipelines in the same Spark session. The change-data-capture
+domains (customers, orders) are live: the demo starts the local PostgreSQL and Debezium (`lakepipe cdc up`)
+and commits random transactions, which the connector streams to the pipelines' topics. What each domain
 sends and summarises is its own (`pipelines/domains/<name>/__init__.py`); the clickstream's second wave, for
 instance, brings late events (older than the watermark: they reach silver but are left out of gold).
 """
@@ -19,16 +21,18 @@ from pyspark.sql import SparkSession
 from pipelines.domains import DemoRun, domains
 from pipelines.engine import runner
 from pipelines.model.project import Project
-from pipelines.platform import kafka_admin
+from pipelines.platform import kafka_admin, local_cdc
 from pipelines.simulators.base import KafkaSink, Tally, publish
 
 Say = Callable[[str], None]
 
 
 def reset(project: Project) -> None:
-    """Start the demo from scratch: its topics and its lake folder (only those) are removed."""
-    for name in domains():
-        kafka_admin.delete_topic(project.settings.kafka, project.topic(name))
+    """Start the demo from scratch: its simulated topics and its lake folder (only those) are removed (a live
+    source's topics stay: they are its connector's record of the database, which the lake is rebuilt from)."""
+    for name, d in domains().items():
+        if d.demo.live is None:
+            kafka_admin.delete_topic(project.settings.kafka, project.topic(name))
     lake = Path(project.settings.lake_root)
     if lake.exists():
         shutil.rmtree(lake)
@@ -38,13 +42,20 @@ def run_demo(spark: SparkSession, project: Project, events: int = 3000, say: Say
     now = dt.datetime.now(dt.UTC)
     seed = int(time.time())
     names = list(domains())
-    sources = {name: d.demo.source(seed, now) for name, d in domains().items()}
+    if any(d.demo.live for d in domains().values()):
+        for line in local_cdc.start(project.settings):
+            say(line)
+    sources = {name: d.demo.live(project.settings, seed) if d.demo.live else d.demo.source(seed, now)
+               for name, d in domains().items()}  # fmt: skip
     late: Counter = Counter()
     for wave in (1, 2):
         for name, d in domains().items():
+            n = d.demo.events(events) if wave == 1 else max(d.demo.events(events) // 3, 100)
+            if d.demo.live:
+                say(f"wave {wave}: {name:<11} {sources[name].wave(n)}")
+                continue
             if d.demo.before_wave:
                 d.demo.before_wave(sources[name], wave)
-            n = d.demo.events(events) if wave == 1 else max(d.demo.events(events) // 3, 100)
             tally = publish(sources[name].events(), KafkaSink(project.settings.kafka, project.topic(name), Tally()), count=n)
             say(f"wave {wave}: {name:<11} {tally.summary()}")
         started = time.monotonic()

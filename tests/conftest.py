@@ -97,7 +97,7 @@ def domain_settings(tmp_path, kafka):
     from pipelines.model.config import load_settings
 
     suffix = uuid.uuid4().hex[:10]
-    topics = {name: f"test.{name}.{suffix}" for name in ("iot", "payments", "customers")}
+    topics = {name: f"test.{name}.{suffix}" for name in ("iot", "payments", "customers", "orders")}
     return load_settings("test", write_conf(tmp_path / "conf", f"test.clickstream.{suffix}", topics=topics))
 
 

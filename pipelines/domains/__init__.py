@@ -13,11 +13,13 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Protocol
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.errors import ConfigError
+from pipelines.model.config import Settings
 from pipelines.simulators.base import EventSource
 
 
@@ -40,7 +42,7 @@ class DemoRun:
 
     read: Callable[[str], DataFrame]  # table name -> its rows
     say: Callable[[str], None]
-    source: EventSource  # the generator the demo published from (its ground truth, if it keeps one)
+    source: EventSource | LiveSource  # what the demo's changes came from (its ground truth, if it keeps one)
     late_rows: Mapping[str, int]  # query name -> rows older than the watermark left out, over both waves
 
     def quarantine_reasons(self, table: str) -> str:
@@ -53,14 +55,22 @@ def _same(n: int) -> int:
     return n
 
 
+class LiveSource(Protocol):
+    """A real system the demo changes (the shop database, which the Debezium connector streams to Kafka)."""
+
+    def wave(self, n: int) -> str: ...  # make n changes, wait until they are in Kafka; one line saying what
+
+
 @dataclass(frozen=True)
 class Demo:
-    """A domain's part of `lakepipe demo`: two waves of simulated events, then a summary."""
+    """A domain's part of `lakepipe demo`: two waves of simulated events (or of changes at a live source, whose
+    connector writes the pipeline's topic), then a summary."""
 
-    source: Callable[[int, dt.datetime], EventSource]  # (seed, now) -> the generator
+    source: Callable[[int, dt.datetime], EventSource] | None  # (seed, now) -> the generator
     summary: Callable[[DemoRun], dict]  # says what the tables show; returns the figures for tests
     events: Callable[[int], int] = _same  # first-wave events from `--events N` (the second wave sends a third)
     before_wave: Callable[[EventSource, int], None] | None = None  # e.g. other faults in wave 2
+    live: Callable[[Settings, int], LiveSource] | None = None  # (settings, seed) -> the live source, instead of `source`
 
 
 @dataclass(frozen=True)

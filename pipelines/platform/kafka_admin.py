@@ -66,15 +66,16 @@ def ensure_topic(kafka: KafkaSettings, topic: str, partitions: int | None = None
     return True
 
 
-def delete_topic(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> None:
-    """Delete `topic` if it exists, and wait until the broker no longer lists it."""
+def delete_topic(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> bool:
+    """Delete `topic` if it exists, and wait until the broker no longer lists it; whether it existed."""
     if topic not in list_topics(kafka):
-        return
+        return False
     client = admin(kafka)
     client.delete_topics([topic])[topic].result(timeout=timeout)
     deadline = time.monotonic() + timeout
     while topic in list_topics(kafka) and time.monotonic() < deadline:
         time.sleep(0.2)
+    return True
 
 
 def require_topic(kafka: KafkaSettings, topic: str) -> None:

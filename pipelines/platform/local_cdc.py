@@ -25,6 +25,7 @@ from pathlib import Path
 from pipelines.errors import LakepipeError, PortInUseError
 from pipelines.model.config import Settings
 from pipelines.platform.jars import PROJECT_DIR, jar_files, jars_root, java_executable
+from pipelines.platform import kafka_admin
 from pipelines.platform.local_broker import bootstrap
 from pipelines.platform.processes import port_busy, running_pid, terminate
 
@@ -82,7 +83,13 @@ def topic(settings: Settings, table: str) -> str:
 
 def start(settings: Settings, timeout: float = 120.0) -> list[str]:
     """Start PostgreSQL and the Connect worker unless they run; one status line each."""
-    return [_start_postgres(settings), _start_connect(settings, timeout)]
+    fresh = not (paths(settings).pg_data / "PG_VERSION").exists()
+    lines = [_start_postgres(settings)]
+    if fresh:  # a new database: topics left by an earlier one would be read as its history
+        for table in TABLES:
+            if kafka_admin.delete_topic(settings.kafka, topic(settings, table)):
+                lines.append(f"removed topic {topic(settings, table)}, left by an earlier database")
+    return [*lines, _start_connect(settings, timeout)]
 
 
 def stop(settings: Settings) -> list[str]:
@@ -125,6 +132,51 @@ def sql(settings: Settings, statements: str) -> str:
     if res.returncode != 0:
         raise CdcError(f"SQL failed in {c.database}: {(res.stderr or res.stdout).strip().splitlines()[-1]}")
     return res.stdout
+
+
+def current_lsn(settings: Settings) -> int:
+    """The database's write-ahead log position now, as the integer Debezium writes in `source.lsn`."""
+    high, low = sql(settings, "SELECT pg_current_wal_lsn()").strip().split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def wait_streamed(settings: Settings, after_lsn: int, tables: tuple[str, ...] = TABLES, timeout: float = 60.0) -> float:
+    """Wait until the connector has written, for each table, a change from beyond `after_lsn` (so everything
+    committed before it has been streamed); seconds waited. A CdcError names the table it gave up on."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    started = time.monotonic()
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "lakepipe-cdc-wait",
+                         "enable.auto.commit": False})  # fmt: skip
+    try:
+        for table in tables:
+            while _last_lsn(consumer, TopicPartition(topic(settings, table), 0), KafkaException) <= after_lsn:
+                if time.monotonic() - started > timeout:
+                    raise CdcError(f"the connector has not streamed {table}'s changes after {timeout:.0f} s: "
+                                   f"`lakepipe cdc status`, and its log {paths(settings).connect_log}")  # fmt: skip
+                time.sleep(0.2)
+    finally:
+        consumer.close()
+    return time.monotonic() - started
+
+
+def _last_lsn(consumer, tp, missing: type[Exception]) -> int:
+    """The highest `source.lsn` among the last few records of a topic partition (-1 when there are none)."""
+    try:
+        _, high = consumer.get_watermark_offsets(tp, timeout=5)
+    except missing:  # the topic does not exist yet: the connector creates it with the table's first change
+        return -1
+    if high <= 0:
+        return -1
+    tp.offset = max(0, high - 3)  # a delete's tombstone may be last
+    consumer.assign([tp])
+    best = -1
+    for m in consumer.consume(high - tp.offset, timeout=5):
+        if m.error() is None and m.value():
+            value = json.loads(m.value())
+            value = value.get("payload", value) if set(value) == {"schema", "payload"} else value
+            best = max(best, int((value.get("source") or {}).get("lsn") or -1))
+    return best
 
 
 def connector_state(settings: Settings) -> str | None:

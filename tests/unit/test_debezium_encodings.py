@@ -14,6 +14,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import types as T
 
+from pipelines.domains.orders.simulator import unscaled_base64
 from pipelines.engine.validation import parse_records
 from pipelines.model.contract import Contract, FieldSpec
 from tests.unit.test_validation import raw
@@ -34,11 +35,6 @@ CONTRACT = Contract(
 )
 
 
-def unscaled(value: str, scale: int = 2) -> str:
-    n = int(Decimal(value).scaleb(scale))
-    return base64.b64encode(n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big", signed=True)).decode()
-
-
 def parsed(spark, *afters):
     values = [{"op": "c", "after": a} for a in afters]
     return parse_records(raw(spark, *values), CONTRACT).orderBy("offset")
@@ -46,8 +42,7 @@ def parsed(spark, *afters):
 
 @pytest.mark.parametrize("value", ["19.99", "0.01", "-0.01", "-128.00", "1.28", "9999999999.99", "-9999999999.99"])
 def test_base64_unscaled_bytes_decode_exactly(spark, value):
-    assert unscaled("19.99") == "B88="  # what the connector wrote for 19.99
-    row = parsed(spark, {"order_id": 1, "amount": unscaled(value)}).first()
+    row = parsed(spark, {"order_id": 1, "amount": unscaled_base64(Decimal(value))}).first()
     assert (row.amount, row.reasons) == (Decimal(value), [])
 
 

@@ -112,11 +112,11 @@ def test_fault_flags_name_the_domains_that_take_them():
     flags = fault_flags()
     assert flags["fraud"][1] == ["payments"]
     assert set(flags["duplicates"][1]) == set(domains())
-    with pytest.raises(ConfigError, match=r"no simulator for pipeline 'shop' \(simulators: clickstream, customers, iot, payments\)"):
+    with pytest.raises(ConfigError, match=r"no simulator for pipeline 'shop' \(simulators: clickstream, customers, iot, orders, payments\)"):
         domain("shop")
 
 
-def test_a_fifth_domain_is_a_folder_and_is_found(tmp_path, monkeypatch):
+def test_a_new_domain_is_a_folder_and_is_found(tmp_path, monkeypatch):
     """A new folder beside the others (here in a second search path): the registry finds it with no other edit."""
     import sys
 
@@ -131,7 +131,7 @@ def test_a_fifth_domain_is_a_folder_and_is_found(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "__path__", [*registry.__path__, str(tmp_path)])
     registry.domains.cache_clear()
     try:
-        assert list(registry.domains()) == ["clickstream", "customers", "iot", "payments", "shop"]
+        assert list(registry.domains()) == ["clickstream", "customers", "iot", "orders", "payments", "shop"]
         assert domain("shop").faults == domain("payments").faults
     finally:
         registry.domains.cache_clear()

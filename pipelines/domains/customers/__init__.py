@@ -1,16 +1,17 @@
-"""Change data capture of the shop's customers: change envelopes (simulator.py), revenue per tier (gold.py).
+"""Change data capture of the shop's customers: change envelopes (simulator.py), revenue per tier (gold.py), and
+the demo's live source, transactions on the local shop database (shop.py).
 
 The SCD1 and SCD2 tables are built by the engine's generic change-data-capture outputs (pipelines.engine.cdc).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pyspark.sql import functions as F
 
 from pipelines.domains import Demo, DemoRun, Domain, SimulatorOptions
+from pipelines.domains.customers.shop import ShopChanges
 from pipelines.domains.customers.simulator import CdcFaults, CdcGenerator
+from pipelines.model.config import Settings
 
 FAULTS = {
     "duplicates": "exact re-sends",
@@ -24,32 +25,30 @@ def simulator(o: SimulatorOptions) -> CdcGenerator:
     return CdcGenerator(seed=o.seed, start=o.start, faults=faults)
 
 
-def demo_source(seed: int, now: dt.datetime) -> CdcGenerator:
-    faults = CdcFaults(exact_duplicate=0.03, out_of_order=0.05, malformed=0.02)
-    return CdcGenerator(seed=seed, start=now - dt.timedelta(hours=3), customers=500, changes_per_hour=300, faults=faults)
+def demo_live(settings: Settings, seed: int) -> ShopChanges:
+    return ShopChanges(settings, seed)
 
 
-def demo_events(n: int) -> int:
-    return 500 + n // 6  # every customer is created first
+def demo_transactions(n: int) -> int:
+    return max(n // 10, 50)
 
 
 def summary(run: DemoRun) -> dict:
-    live = run.read("customers").count()
+    shop: ShopChanges = run.source
+    in_database, live = shop.count("customers"), run.read("customers").count()
     versions = run.read("customers_history").count()
     tiers = run.read("customers").groupBy("tier").count().orderBy(F.desc("count")).collect()
     by_tier = ", ".join(f"{r.tier} {r['count']}" for r in tiers)
-    run.say(f"  live customers {live} ({by_tier}); history versions {versions}")
-    revenue = run.read("revenue_per_tier_per_hour").groupBy("tier").agg(
-        F.sum("orders").alias("orders")
-    ).orderBy(F.desc("orders")).collect()  # fmt: skip
-    run.say("  clickstream orders by tier at purchase time: " + ", ".join(f"{r.tier} {r.orders}" for r in revenue))
-    run.say("  quarantine: " + run.quarantine_reasons("customer_changes_quarantine"))
-    return {"live": live, "versions": versions}
+    same = "equal" if live == in_database else "DIFFERENT"
+    run.say(f"  customers in the database {in_database}, in silver {live} ({same}); {by_tier}; history versions {versions}")
+    batches = run.read("customers_silver_batches").agg(F.sum("tombstones").alias("t")).first()
+    run.say(f"  tombstones skipped {batches.t or 0}; quarantine: " + (run.quarantine_reasons("customer_changes_quarantine") or "empty"))
+    return {"live": live, "in_database": in_database, "versions": versions}
 
 
 DOMAIN = Domain(
     pipeline="customers",
     faults=FAULTS,
     simulator=simulator,
-    demo=Demo(source=demo_source, summary=summary, events=demo_events),
+    demo=Demo(source=None, summary=summary, events=demo_transactions, live=demo_live),
 )
