@@ -101,9 +101,10 @@ def _extra(contract: Contract, is_object: Column) -> Column:
     "<object>.<key>"; null when there are none."""
     top = F.from_json(F.col(_JSON), "map<string,variant>")
     if not contract.extra_in:  # the common case: skip the map unless the keys show something unknown
-        extra_keys = F.array_except(F.expr(f"json_object_keys({_JSON})"), F.array(*[F.lit(k) for k in contract.top_level_keys]))
-        return F.when(is_object & (F.size(extra_keys) > 0), F.to_json(_unknown(top, contract.top_level_keys)))
-    maps = [_unknown(top, contract.top_level_keys)]
+        known = contract.known_top_level_keys
+        extra_keys = F.array_except(F.expr(f"json_object_keys({_JSON})"), F.array(*[F.lit(k) for k in known]))
+        return F.when(is_object & (F.size(extra_keys) > 0), F.to_json(_unknown(top, known)))
+    maps = [_unknown(top, contract.known_top_level_keys)]
     for obj in contract.extra_in:
         inner = F.expr(f"try_variant_get({_VARIANT}, '$.{obj}', 'map<string,variant>')")
         inner = F.coalesce(inner, F.from_json(F.lit("{}"), "map<string,variant>"))

@@ -100,6 +100,9 @@ class LocalCdcSettings:
     value_schemas: bool = False  # JsonConverter `schemas.enable` for values: {"schema": ..., "payload": ...} when true
     heap: str = "512m"
     state_dir: str = ".lakepipe/cdc"
+    # How often Connect records how far it has streamed (offset.flush.interval.ms): after a crash, the connector
+    # sends again what it streamed since (the pipelines take the copies as exact duplicates).
+    offset_flush_ms: int = 1000
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,9 @@ class Contract:
     # Objects (top-level keys the fields' paths read, e.g. `after` of a change event) whose keys that no field
     # reads also go to `extra`, as "<object>.<key>": a column added at the source reaches silver that way.
     extra_in: tuple[str, ...] = ()
+    # Top-level keys that differ between deliveries of one record (Debezium's processing time `ts_ms`, `ts_us`,
+    # `ts_ns`): left out of `extra` and so of the payload hash, so a redelivered change is an exact duplicate.
+    ignore_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.fields]
@@ -122,8 +125,13 @@ class Contract:
 
     @property
     def top_level_keys(self) -> tuple[str, ...]:
-        """The keys of the JSON object that the contract reads (the rest go to `extra`)."""
+        """The keys of the JSON object that the contract reads."""
         return tuple(dict.fromkeys(p.split(".")[0] for f in self.fields for p in f.json_paths))
+
+    @property
+    def known_top_level_keys(self) -> tuple[str, ...]:
+        """The keys that do not go to `extra`: those the contract reads, and those it ignores."""
+        return tuple(dict.fromkeys((*self.top_level_keys, *self.ignore_keys)))
 
     def known_keys(self, obj: str) -> tuple[str, ...]:
         """The keys of object `obj` (a top-level key) that some field's path reads."""

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from pipelines.errors import LakepipeError, PortInUseError
 from pipelines.model.config import Settings
-from pipelines.platform.jars import PROJECT_DIR, jar_files, jars_root, java_executable
 from pipelines.platform import kafka_admin
+from pipelines.platform.jars import PROJECT_DIR, jar_files, jars_root, java_executable
 from pipelines.platform.local_broker import bootstrap
 from pipelines.platform.processes import port_busy, running_pid, terminate
 
@@ -141,8 +141,9 @@ def current_lsn(settings: Settings) -> int:
 
 
 def wait_streamed(settings: Settings, after_lsn: int, tables: tuple[str, ...] = TABLES, timeout: float = 60.0) -> float:
-    """Wait until the connector has written, for each table, a change from beyond `after_lsn` (so everything
-    committed before it has been streamed); seconds waited. A CdcError names the table it gave up on."""
+    """Wait until the connector has written, for each table, a change at or beyond `after_lsn` (a position taken
+    with `current_lsn` before the last transaction that changed every table in `tables`: the first change of that
+    transaction may sit exactly there); seconds waited. A CdcError names the table it gave up on."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     started = time.monotonic()
@@ -150,7 +151,7 @@ def wait_streamed(settings: Settings, after_lsn: int, tables: tuple[str, ...] = 
                          "enable.auto.commit": False})  # fmt: skip
     try:
         for table in tables:
-            while _last_lsn(consumer, TopicPartition(topic(settings, table), 0), KafkaException) <= after_lsn:
+            while _last_lsn(consumer, TopicPartition(topic(settings, table), 0), KafkaException) < after_lsn:
                 if time.monotonic() - started > timeout:
                     raise CdcError(f"the connector has not streamed {table}'s changes after {timeout:.0f} s: "
                                    f"`lakepipe cdc status`, and its log {paths(settings).connect_log}")  # fmt: skip
@@ -334,7 +335,7 @@ def _render(settings: Settings, p: CdcPaths, plugins: Path) -> None:
         f"bootstrap.servers={bootstrap(settings)}\n"
         "key.converter=org.apache.kafka.connect.json.JsonConverter\nkey.converter.schemas.enable=false\n"
         f"value.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable={schemas}\n"
-        f"offset.storage.file.filename={p.offsets}\noffset.flush.interval.ms=1000\n"
+        f"offset.storage.file.filename={p.offsets}\noffset.flush.interval.ms={c.offset_flush_ms}\n"
         f"plugin.path={plugins}\nplugin.discovery=service_load\n"
         f"listeners=http://127.0.0.1:{c.connect_port}\n"
     )

@@ -23,6 +23,7 @@ CONTRACT = Contract(
     name="order_change",
     version=1,
     extra_in=("after",),
+    ignore_keys=("ts_ms",),
     fields=(
         FieldSpec(name="op", type="string", required=True),
         FieldSpec(name="order_id", type="integer", path=("after.order_id", "before.order_id"), required=True),
@@ -86,6 +87,12 @@ def test_columns_added_at_the_source_reach_extra_with_their_object(spark):
     rows = parsed(spark, {"order_id": 1, "loyalty_points": 5, "note": None}, {"order_id": 2}).collect()
     assert rows[0].extra == '{"after.loyalty_points":5,"after.note":null}' and rows[0].reasons == []
     assert rows[1].extra is None
+
+
+def test_a_redelivery_with_a_new_processing_time_is_an_exact_copy(spark):
+    first, again = ({"op": "c", "after": {"order_id": 1}, "ts_ms": ms, "transaction": None} for ms in (1000, 2000))
+    rows = parse_records(raw(spark, first, again), CONTRACT).orderBy("offset").collect()
+    assert rows[0].payload_hash == rows[1].payload_hash and rows[0].extra == '{"transaction":null}'
 
 
 @pytest.mark.parametrize(
