@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.bench import common, latency
+from pipelines.bench.cdc import bench_cdc
 from pipelines.bench.common import Figure, Topics
 from pipelines.bench.growth import bench_growth, bench_growth_pipeline, bench_silver_growth, files_after_long_run
 from pipelines.bench.latency import bench_latency
@@ -27,7 +28,7 @@ SIZES = {  # records (seconds of measured load for L1; S2: new events, rows alre
     "full": {"repeats": 3, "P1": 300_000, "P2": 2_000_000, "P3": 50_000, "P4": 50_000, "L1": 30,
              "S1": (500_000, 1_000_000, 2_000_000), "S1e": (25_000, 50_000, 100_000), "S2": (50_000, 10_000_000)},
 }  # fmt: skip
-FIGURES = ("P1", "P2", "P3", "P5", "E1", "L1", "L1e", "P4", "S1", "S1e", "S2")
+FIGURES = ("P1", "P2", "P3", "P5", "E1", "L1", "L1e", "P4", "S1", "S1e", "S2", "C1", "C2")
 QUICK_FIGURES = ("P1", "P2", "P3", "P5", "L1e", "P4", "S1")  # a few minutes on 2 cores
 
 
@@ -79,6 +80,8 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
                 figures += timed(lambda: bench_growth_pipeline(spark, settings, topics, size["S1e"], scratch))
             if "S2" in only:
                 figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2"], scratch))
+            if {"C1", "C2"} & only:
+                figures += timed(lambda: bench_cdc(spark, settings, topics, scratch, quick, only))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         topics.delete_all()

@@ -122,22 +122,42 @@ def status(settings: Settings) -> list[str]:
     return [pg, f"Kafka Connect running (pid {pid}), connector {CONNECTOR}: {state}; topics {topic(settings, '<table>')}"]
 
 
+def _client(settings: Settings) -> tuple[list[str], dict]:
+    """psql's command line for the shop database as the lakepipe user, and its environment."""
+    c = settings.local_cdc
+    cmd = [_psql(), "-h", "127.0.0.1", "-p", str(c.postgres_port), "-U", c.user, "-d", c.database,
+           "-v", "ON_ERROR_STOP=1", "-qAt"]  # fmt: skip
+    return cmd, {**os.environ, "PGPASSWORD": c.password}
+
+
 def sql(settings: Settings, statements: str) -> str:
     """Run SQL in the shop database as the lakepipe user (one transaction per `BEGIN ... COMMIT` in it)."""
     c = settings.local_cdc
-    env = {**os.environ, "PGPASSWORD": c.password}
-    cmd = [_psql(), "-h", "127.0.0.1", "-p", str(c.postgres_port), "-U", c.user, "-d", c.database,
-           "-v", "ON_ERROR_STOP=1", "-qAt", "-c", statements]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    cmd, env = _client(settings)
+    res = subprocess.run([*cmd, "-c", statements], capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise CdcError(f"SQL failed in {c.database}: {(res.stderr or res.stdout).strip().splitlines()[-1]}")
     return res.stdout
+
+
+def session(settings: Settings) -> subprocess.Popen:
+    """A psql session that runs each statement written to its stdin as it comes (each commits by itself)."""
+    cmd, env = _client(settings)
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def current_lsn(settings: Settings) -> int:
     """The database's write-ahead log position now, as the integer Debezium writes in `source.lsn`."""
     high, low = sql(settings, "SELECT pg_current_wal_lsn()").strip().split("/")
     return (int(high, 16) << 32) + int(low, 16)
+
+
+def commit_marker(settings: Settings, statements: str) -> int:
+    """Commit `statements` (a transaction changing every table to wait for) and return the log position before
+    them: once the connector has streamed beyond it (`wait_streamed`), it has streamed all committed earlier."""
+    mark = current_lsn(settings)
+    sql(settings, statements)
+    return mark
 
 
 def wait_streamed(settings: Settings, after_lsn: int, tables: tuple[str, ...] = TABLES, timeout: float = 60.0) -> float:

@@ -26,6 +26,13 @@ def running_pid(pid_file: Path, marker: str) -> int | None:
     return pid
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a second local instance: tests, benchmarks)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def port_busy(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
 import uuid
 from decimal import Decimal
 
@@ -20,15 +19,10 @@ from confluent_kafka import Consumer, KafkaError
 
 from pipelines.model.config import load_settings
 from pipelines.platform import local_cdc
+from pipelines.platform.processes import free_port
 from tests.conftest import PROJECT_DIR, write_conf
 
 pytestmark = pytest.mark.kafka
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain-json", "json-with-schemas"])

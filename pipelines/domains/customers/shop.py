@@ -44,24 +44,24 @@ class ShopChanges:
 
     def wave(self, n: int) -> str:
         """Commit `n` random transactions and wait until the connector has streamed them; one line."""
-        before = local_cdc.current_lsn(self.settings)
-        committed = self.commit(n)
-        waited = local_cdc.wait_streamed(self.settings, before)
+        committed, mark = self.commit(n)
+        waited = local_cdc.wait_streamed(self.settings, mark)
         return f"{committed}; streamed by Debezium {waited:.1f}s later"
 
-    def commit(self, n: int) -> str:
-        """Commit `n` random transactions, and one more that changes both tables; one line."""
+    def commit(self, n: int) -> tuple[str, int]:
+        """Commit `n` random transactions, then one more that changes both tables: one line, and the log
+        position before that last one (the connector has streamed all once it has streamed beyond it)."""
         customers = local_cdc.sql(self.settings, "SELECT customer_id FROM customers ORDER BY 1").split()
         orders = [line.split("|") for line in local_cdc.sql(self.settings, "SELECT order_id, customer_id FROM orders").split()]
         state = _State(customers, {int(o): c for o, c in orders}, self._next_id())
         kinds = self.rng.choices(list(KINDS), list(KINDS.values()), k=n)
         script = [self._transaction(kind, state) for kind in kinds]
-        script.append(self._transaction("order", state, touch_customer=True))  # the marker: both tables
         started = time.monotonic()
         local_cdc.sql(self.settings, "\n".join(script))
+        mark = local_cdc.commit_marker(self.settings, self._transaction("order", state, touch_customer=True))
         self.made.update(kinds)
         kinds_text = ", ".join(f"{k} {v}" for k, v in sorted(Counter(kinds).items()))
-        return f"committed {n + 1} transactions in {time.monotonic() - started:.1f}s ({kinds_text})"
+        return f"committed {n + 1} transactions in {time.monotonic() - started:.1f}s ({kinds_text})", mark
 
     def _next_id(self) -> int:
         top = local_cdc.sql(self.settings, "SELECT max(customer_id) FROM customers").strip()
