@@ -124,6 +124,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from pipelines.backfill.command import run_backfill
+    from pipelines.platform.session import spark_session
+
+    project = _project(args, [args.pipeline])
+    with spark_session(project.settings.spark, f"lakepipe-backfill-{args.pipeline}") as spark:
+        record = run_backfill(spark, project, args)
+    print(record.summary())
+    return 0
+
+
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from pipelines.ops.maintenance import compact
     from pipelines.platform.session import spark_session
@@ -276,6 +287,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from pipelines.backfill.command import add_arguments as add_backfill_arguments
     from pipelines.domains import domains, fault_flags
 
     common = argparse.ArgumentParser(add_help=False)
@@ -323,6 +335,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
     p.add_argument("--once", action="store_true", help="process what is available now, then exit")
     p.add_argument("--metrics-json", help="write per-query metrics (rows, batches, late rows) as JSON")
+
+    p = add("backfill", _cmd_backfill, "reprocess a Kafka range into bronze, or an event-time range of a derived table, as a batch")
+    add_backfill_arguments(p)
 
     p = add("optimize", _cmd_optimize, "compact the small files of every table of some pipelines (Delta OPTIMIZE)")
     p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
+
+T_ = TypeVar("T_")
 
 
 def ensure_table(
@@ -210,3 +215,26 @@ def checkpoint_query_id(spark: SparkSession, checkpoint: str) -> str:
     """
     metadata = read_text(spark, checkpoint.rstrip("/") + "/metadata")
     return json.loads(metadata.splitlines()[0])["id"]
+
+
+def retry_on_conflict(write: Callable[[], T_], attempts: int = 6) -> T_:
+    """Run a Delta write, again (after a short, growing pause) when a concurrent commit conflicts with it: a
+    backfill beside a running stream."""
+    from delta.exceptions import (
+        ConcurrentAppendException,
+        ConcurrentDeleteReadException,
+        ConcurrentTransactionException,
+        ConcurrentWriteException,
+        MetadataChangedException,
+    )
+
+    conflicts = (ConcurrentAppendException, ConcurrentDeleteReadException, ConcurrentTransactionException,
+                 ConcurrentWriteException, MetadataChangedException)  # fmt: skip
+    for attempt in range(attempts):
+        try:
+            return write()
+        except conflicts:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")

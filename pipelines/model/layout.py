@@ -63,6 +63,11 @@ def quality_table(settings: Settings) -> Table:
                  comment="One row per expectation per checked micro-batch of every silver table.")  # fmt: skip
 
 
+def backfills_table(settings: Settings) -> Table:
+    return Table("backfills", "audit", "*", f"{settings.tables_root}/audit/backfills", ("backfill_id", "started"),
+                 comment="One row per backfill run: its id, pipeline, layer, table, range, rows read and written, status.")  # fmt: skip
+
+
 def pipeline_layout(settings: Settings, spec: PipelineSpec) -> PipelineLayout:
     def table(name: str, layer: str, keys: tuple[str, ...], comment: str, partition_by: tuple[str, ...] = ()) -> Table:
         return Table(name, layer, spec.name, f"{settings.tables_root}/{layer}/{name}", keys, partition_by, comment)

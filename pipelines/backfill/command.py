@@ -1,0 +1,59 @@
+"""The arguments of a backfill, shared by `lakepipe backfill` and `jobs/backfill.py`, and the dispatch by layer."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from pyspark.sql import SparkSession
+
+from pipelines.backfill import audit
+from pipelines.errors import LakepipeError
+from pipelines.model.project import Project
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pipeline", help="pipeline name")
+    p.add_argument("--layer", required=True, choices=("bronze", "gold", "silver"), help="what to backfill (silver: a derived "
+                   "table with layer silver, e.g. an SCD table, named by --table)")  # fmt: skip
+    p.add_argument("--table", help="the output to recompute (gold/silver layers)")
+    p.add_argument("--from", dest="start", help="start, ISO-8601 (event time; Kafka timestamp for bronze), inclusive")
+    p.add_argument("--to", dest="end", help="end, ISO-8601, exclusive")
+    p.add_argument("--offsets", help="bronze: Kafka offsets instead of times, partition:start-end,... (end exclusive)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be read and replaced, write nothing")
+    p.add_argument("--allow-gaps", action="store_true", help="bronze: load the rest when part of the range expired from the topic")
+    p.add_argument("--force", action="store_true", help="run even if the same backfill already succeeded over the same input")
+
+
+def parse_time(text: str | None, flag: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise LakepipeError(f"{flag} '{text}' is not an ISO-8601 date or time (e.g. 2026-11-29 or 2026-11-29T10:00:00Z)") from None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def run_backfill(spark: SparkSession, project: Project, args: argparse.Namespace) -> audit.Record:
+    from pipelines.engine.tables import create_tables
+
+    start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to")
+    create_tables(spark, project, project.pipeline(args.pipeline))
+    if args.layer == "bronze":
+        from pipelines.backfill.bronze import backfill_bronze, parse_offsets, plan
+
+        if args.offsets:
+            parts, text = plan(project, args.pipeline, offsets=parse_offsets(args.offsets)), f"offsets {args.offsets}"
+        else:
+            ms = lambda t: None if t is None else int(t.replace(tzinfo=dt.UTC).timestamp() * 1000)  # noqa: E731
+            parts = plan(project, args.pipeline, start_ms=ms(start), end_ms=ms(end))
+            text = f"Kafka time [{args.start or 'first kept record'}, {args.end or 'now'})"
+        return backfill_bronze(spark, project, args.pipeline, parts, text, args.dry_run, args.allow_gaps)
+    from pipelines.backfill.gold import backfill_output
+
+    if not args.table or start is None or end is None:
+        raise LakepipeError(f"--layer {args.layer} needs --table, --from and --to (an event-time range)")
+    if args.layer == "silver" and project.table(args.table).layer != "silver":
+        raise LakepipeError(f"{args.table} is not a silver table; re-deriving silver from bronze is not built yet")
+    return backfill_output(spark, project, args.pipeline, args.table, start, end, args.dry_run, args.force)

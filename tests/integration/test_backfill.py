@@ -1,0 +1,138 @@
+"""Backfills (`lakepipe backfill`) on the real broker and real Delta tables.
+
+- Bronze: a Kafka range by offsets, then by timestamps, into a bronze table that already holds part of it: every
+  record of the topic once (compared with what a plain consumer reads); again: nothing written; with records
+  deleted from the topic (Kafka's DeleteRecords, what retention does), the gap is reported with its size and
+  nothing is written unless --allow-gaps.
+- Gold: a range of a windowed output broken by hand (a wrong function) is recomputed from silver and replaced in
+  one commit, equal to an independent computation, including late events the stream left out; the same
+  backfill again is skipped; a dry run writes nothing; an output that keeps streaming state says it cannot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from pipelines.backfill.bronze import GapError
+from pipelines.backfill.command import run_backfill
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
+from pipelines.errors import LakepipeError
+from pipelines.model.project import load_project
+from tests.integration.test_clickstream_once import expected_revenue, gold_revenue
+from tests.support import pipeline, reaching_silver, run_once, send, table
+
+pytestmark = pytest.mark.kafka
+
+START = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
+
+
+def backfill(spark, settings, **kw):
+    args = argparse.Namespace(pipeline="clickstream", layer="gold", table=None, start=None, end=None, offsets=None,
+                              dry_run=False, allow_gaps=False, force=False)  # fmt: skip
+    for k, v in kw.items():
+        setattr(args, k, v)
+    return run_backfill(spark, load_project(settings, ["clickstream"]), args)
+
+
+def kafka_positions(settings, topic: str) -> set[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every record the topic still holds, read by a plain consumer."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": uuid.uuid4().hex,
+                         "enable.auto.commit": False})  # fmt: skip
+    out = set()
+    try:
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                consumer.assign([TopicPartition(topic, p, low)])
+                while len([x for x in out if x[0] == p]) < high - low:
+                    for m in consumer.consume(500, timeout=5):
+                        out.add((m.partition(), m.offset(), m.value()))
+    finally:
+        consumer.close()
+    return out
+
+
+def bronze_positions(spark, settings) -> list[tuple[int, int, bytes]]:
+    rows = table(spark, pipeline(settings, "clickstream"), "clickstream_events_raw").select("partition", "offset", "value")
+    return [(r.partition, r.offset, bytes(r.value)) for r in rows.collect()]
+
+
+def test_bronze_from_offsets_then_timestamps_holds_every_record_once(spark, test_settings):
+    gen = ClickstreamGenerator(seed=3, start=START, events_per_second=5)
+    send(test_settings, [gen.next_event() for _ in range(400)])
+    topic = pipeline(test_settings, "clickstream").topic
+
+    first = backfill(spark, test_settings, layer="bronze", offsets="0:0-50,1:10-60")
+    assert (first.status, first.rows_written) == ("succeeded", 100)
+    everything = backfill(spark, test_settings, layer="bronze", start="2000-01-01", end="2100-01-01")
+    assert (everything.rows_read, everything.rows_written) == (400, 300), "records already in bronze are not written again"
+    positions = bronze_positions(spark, test_settings)
+    assert len(positions) == len(set(positions)) == 400
+    assert set(positions) == kafka_positions(test_settings, topic)
+    again = backfill(spark, test_settings, layer="bronze", start="2000-01-01", end="2100-01-01")
+    assert again.rows_written == 0 and len(bronze_positions(spark, test_settings)) == 400
+    dry = backfill(spark, test_settings, layer="bronze", offsets="0:0-10", dry_run=True)
+    assert dry.status == "dry run" and dry.rows_read == 10
+    audit = spark.read.format("delta").load(load_project(test_settings, ["clickstream"]).backfills_table.path)
+    assert audit.where("status = 'succeeded' AND layer = 'bronze'").count() == 3
+
+
+def test_records_gone_from_the_topic_are_a_reported_gap(spark, test_settings):
+    gen = ClickstreamGenerator(seed=4, start=START, events_per_second=5)
+    send(test_settings, [gen.next_event() for _ in range(200)])
+    topic = pipeline(test_settings, "clickstream").topic
+    admin = AdminClient({"bootstrap.servers": test_settings.kafka.bootstrap_servers})
+    for f in admin.delete_records([TopicPartition(topic, 0, 30)]).values():  # what retention does
+        f.result(30)
+    kept = kafka_positions(test_settings, topic)
+    assert len(kept) == 170
+
+    with pytest.raises(GapError, match=r"partition 0 offsets 0-30 \(30 records\) expired from the topic.*--allow-gaps"):
+        backfill(spark, test_settings, layer="bronze", start="2000-01-01", end="2100-01-01")
+    assert bronze_positions(spark, test_settings) == [], "nothing written without --allow-gaps"
+    loaded = backfill(spark, test_settings, layer="bronze", start="2000-01-01", end="2100-01-01", allow_gaps=True)
+    assert loaded.rows_written == 170 and "30 records" in loaded.detail
+    assert set(bronze_positions(spark, test_settings)) == kept
+
+
+def test_a_wrong_gold_range_is_recomputed_from_silver(spark, test_settings):
+    gen = ClickstreamGenerator(seed=11, start=START, events_per_second=5, faults=FaultRates(exact_duplicate=0.04))
+    wave1 = [gen.next_event() for _ in range(1200)]
+    send(test_settings, wave1)
+    late = ClickstreamGenerator(seed=12, start=gen.clock, events_per_second=5, faults=FaultRates(late=0.3))
+    wave2 = [late.next_event() for _ in range(600)]
+    run_once(spark, test_settings, ["clickstream"])
+    send(test_settings, wave2)
+    run_once(spark, test_settings, ["clickstream"])  # late events reach silver, not gold
+    p = pipeline(test_settings, "clickstream")
+    path = p.layout.output("clickstream_revenue_per_minute").path
+    payloads = reaching_silver(wave1 + wave2)
+    full = expected_revenue(payloads)
+    assert gold_revenue(spark, p) != full, "the stream left late events out of gold"
+
+    start, end = dt.datetime(2026, 11, 22, 9, 0), dt.datetime(2026, 11, 22, 9, 3)
+    spark.sql(f"UPDATE delta.`{path}` SET revenue = 0 WHERE window_start >= '2026-11-22 09:01:00' AND window_start < '2026-11-22 09:02:00'")
+    spark.sql(f"DELETE FROM delta.`{path}` WHERE window_start = '2026-11-22 09:02:00' AND category = 'books'")
+    before = gold_revenue(spark, p)
+
+    dry = backfill(spark, test_settings, table="clickstream_revenue_per_minute", start=start.isoformat(), end=end.isoformat(), dry_run=True)
+    assert dry.status == "dry run" and gold_revenue(spark, p) == before
+    done = backfill(spark, test_settings, table="clickstream_revenue_per_minute", start=start.isoformat(), end=end.isoformat())
+    assert done.status == "succeeded" and done.rows_replaced > 0
+    after = gold_revenue(spark, p)
+    in_range = lambda rows: {k: v for k, v in rows.items() if start <= k[0] < end}  # noqa: E731
+    assert in_range(after) == in_range(full), "the range equals a recomputation from all of silver (late events too)"
+    assert {k: v for k, v in after.items() if k not in in_range(after)} == {k: v for k, v in before.items() if not start <= k[0] < end}
+
+    version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first().version
+    again = backfill(spark, test_settings, table="clickstream_revenue_per_minute", start=start.isoformat(), end=end.isoformat())
+    assert again.status == "skipped" and spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first().version == version
+
+    with pytest.raises(LakepipeError, match="keeps streaming state"):
+        backfill(spark, test_settings, table="clickstream_sessions", start=start.isoformat(), end=end.isoformat())
