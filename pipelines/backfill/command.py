@@ -14,10 +14,12 @@ from pipelines.model.project import Project
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pipeline", help="pipeline name")
-    p.add_argument("--layer", required=True, choices=("bronze", "gold", "silver"), help="what to backfill (silver: a derived "
-                   "table with layer silver, e.g. an SCD table, named by --table)")  # fmt: skip
+    p.add_argument("--layer", required=True, choices=("bronze", "silver", "gold"), help="bronze: from Kafka; silver: re-derive "
+                   "the events table from bronze (range of Kafka time), or with --table a derived silver table (SCD); "
+                   "gold: a derived table")  # fmt: skip
     p.add_argument("--table", help="the output to recompute (gold/silver layers)")
-    p.add_argument("--from", dest="start", help="start, ISO-8601 (event time; Kafka timestamp for bronze), inclusive")
+    p.add_argument("--from", dest="start", help="start, ISO-8601, inclusive: event time of derived tables, Kafka time of "
+                   "bronze and of silver's events")  # fmt: skip
     p.add_argument("--to", dest="end", help="end, ISO-8601, exclusive")
     p.add_argument("--offsets", help="bronze: Kafka offsets instead of times, partition:start-end,... (end exclusive)")
     p.add_argument("--dry-run", action="store_true", help="say what would be read and replaced, write nothing")
@@ -51,9 +53,15 @@ def run_backfill(spark: SparkSession, project: Project, args: argparse.Namespace
             text = f"Kafka time [{args.start or 'first kept record'}, {args.end or 'now'})"
         return backfill_bronze(spark, project, args.pipeline, parts, text, args.dry_run, args.allow_gaps)
     from pipelines.backfill.gold import backfill_output
+    from pipelines.backfill.silver import backfill_silver
 
-    if not args.table or start is None or end is None:
-        raise LakepipeError(f"--layer {args.layer} needs --table, --from and --to (an event-time range)")
-    if args.layer == "silver" and project.table(args.table).layer != "silver":
-        raise LakepipeError(f"{args.table} is not a silver table; re-deriving silver from bronze is not built yet")
+    if start is None or end is None:
+        raise LakepipeError(f"--layer {args.layer} needs --from and --to")
+    events = project.pipeline(args.pipeline).layout.silver.name
+    if args.layer == "silver" and args.table in (None, events):
+        return backfill_silver(spark, project, args.pipeline, start, end, args.dry_run, args.force)
+    if not args.table:
+        raise LakepipeError("--layer gold needs --table (the output to recompute)")
+    if project.table(args.table).layer != args.layer:
+        raise LakepipeError(f"{args.table} is a {project.table(args.table).layer} table, not {args.layer}")
     return backfill_output(spark, project, args.pipeline, args.table, start, end, args.dry_run, args.force)

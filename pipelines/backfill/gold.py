@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pyspark.errors import AnalysisException, UnsupportedOperationException
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -53,17 +53,26 @@ def backfill_output(spark: SparkSession, project: Project, pipeline: str, table:
         record.status = "dry run"
         return record
     audit.write(spark, project, record)
-    path = p.layout.output(o.name).path
+    record.rows_written, record.rows_replaced = recompute_output(spark, p, o, start, end, in_range)
     if o.rebuild:
-        writer = RebuildWriter(p.functions[o.name], o.rebuild.key, source, path, p.lookup_paths(o), o.options)
-        keys = in_range.select(o.rebuild.key).distinct().count()
-        retry_on_conflict(lambda: writer(in_range, 0))
-        record.rows_written, record.detail = keys, f"{keys:,} values of {o.rebuild.key} recomputed"
-    else:
-        record.rows_written, record.rows_replaced = _replace_range(spark, p, o, path, start, end)
+        record.detail = f"{record.rows_written:,} values of {o.rebuild.key} recomputed"
     record.status, record.ended = "succeeded", audit.now()
     audit.write(spark, project, record)
     return record
+
+
+def recompute_output(spark: SparkSession, p: Pipeline, o: OutputSpec, start: dt.datetime, end: dt.datetime,
+                     touched: DataFrame) -> tuple[int, int]:  # fmt: skip
+    """Recompute output `o`: a rebuild output for the key values of the silver rows `touched`, any other for the
+    event-time range [start, end). (Rows or key values written, rows replaced.)"""
+    path = p.layout.output(o.name).path
+    if o.rebuild:
+        writer = RebuildWriter(p.functions[o.name], o.rebuild.key, p.source_layout(o).silver.path, path,
+                               p.lookup_paths(o), o.options)  # fmt: skip
+        keys = touched.select(o.rebuild.key).distinct().count()
+        retry_on_conflict(lambda: writer(touched, 0))
+        return keys, 0
+    return _replace_range(spark, p, o, path, start, end)
 
 
 def _replace_range(spark: SparkSession, p: Pipeline, o: OutputSpec, path: str, start: dt.datetime, end: dt.datetime) -> tuple[int, int]:

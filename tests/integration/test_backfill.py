@@ -136,3 +136,42 @@ def test_a_wrong_gold_range_is_recomputed_from_silver(spark, test_settings):
 
     with pytest.raises(LakepipeError, match="keeps streaming state"):
         backfill(spark, test_settings, table="clickstream_sessions", start=start.isoformat(), end=end.isoformat())
+
+
+def test_silver_re_derived_from_bronze_after_a_contract_fix(spark, test_settings, tmp_path):
+    """`refund` events were quarantined (not in the contract's set); the contract is fixed to accept them and the
+    range re-derived: they reach silver once each, leave quarantine, and the activity table counts them."""
+    import json
+    import shutil
+
+    from pipelines.model.config import load_settings
+    from tests.conftest import CONTRACTS, write_conf
+    from tests.integration.test_clickstream_once import expected_activity, gold_activity
+
+    gen = ClickstreamGenerator(seed=21, start=START, events_per_second=5, faults=FaultRates(exact_duplicate=0.04, malformed=0.1))
+    events = [gen.next_event() for _ in range(1200)]
+    send(test_settings, events)
+    run_once(spark, test_settings, ["clickstream"])
+    p = pipeline(test_settings, "clickstream")
+    refunds = [json.loads(e.value) for e in events if e.reasons == ("not_in_set:event_type",)]
+    assert refunds and table(spark, p, "clickstream_events").where("event_type = 'refund'").count() == 0
+
+    schemas = tmp_path / "schemas"
+    shutil.copytree(CONTRACTS, schemas)
+    contract = schemas / "clickstream" / "contract.yaml"
+    contract.write_text(contract.read_text().replace("checkout, purchase]", "checkout, purchase, refund]", 1))
+    topic = p.topic
+    fixed = load_settings("test", write_conf(tmp_path / "conf", topic, schemas=schemas))
+    assert fixed.lake_root == test_settings.lake_root
+
+    done = backfill(spark, fixed, layer="silver", start="2000-01-01", end="2100-01-01")
+    assert done.status == "succeeded" and "refreshed" in done.detail and "clickstream_sessions (keeps streaming state)" in done.detail
+    p = pipeline(fixed, "clickstream")
+    silver = table(spark, p, "clickstream_events")
+    accepted = reaching_silver(events) + refunds
+    assert silver.count() == silver.select("event_id").distinct().count() == len(accepted)
+    assert silver.where("event_type = 'refund'").count() == len(refunds)
+    reasons = {r for row in table(spark, p, "clickstream_events_quarantine").collect() for r in row.reasons}
+    assert "not_in_set:event_type" not in reasons and reasons
+    assert gold_activity(spark, p) == expected_activity(accepted)
+    assert gold_revenue(spark, p) == expected_revenue(accepted)
