@@ -10,6 +10,7 @@ unless told to load the rest anyway (`allow_gaps`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
@@ -96,8 +97,14 @@ def _offset_at(consumer: Consumer, topic: str, partition: int, ms: int, high: in
     return high if tp.offset < 0 else tp.offset
 
 
+def chunks(parts: list[PartitionPlan], size: int) -> list[tuple[int, int, int]]:
+    """(partition, start, end) pieces of at most `size` offsets covering what each partition plan reads."""
+    return [(pp.partition, s, min(s + size, pp.end)) for pp in parts for s in range(pp.read_from, pp.end, size)]
+
+
 def backfill_bronze(spark: SparkSession, project: Project, pipeline: str, parts: list[PartitionPlan], range_text: str,
-                    dry_run: bool = False, allow_gaps: bool = False) -> audit.Record:  # fmt: skip
+                    dry_run: bool = False, allow_gaps: bool = False, chunk: int = 1_000_000,
+                    progress: Callable[[int, int], None] | None = None) -> audit.Record:  # fmt: skip
     p = project.pipeline(pipeline)
     path, topic = p.layout.bronze.path, p.topic
     in_bronze = _already_in_bronze(spark, path, topic, parts)
@@ -114,14 +121,17 @@ def backfill_bronze(spark: SparkSession, project: Project, pipeline: str, parts:
     if gaps and not allow_gaps:
         raise GapError(f"{gap_text}: nothing written; run again with --allow-gaps to load the rest")
     audit.write(spark, project, record)
-    reading = [pp for pp in parts if pp.to_read]
-    if reading:
-        starting = json.dumps({topic: {str(pp.partition): pp.read_from for pp in reading}})
-        ending = json.dumps({topic: {str(pp.partition): pp.end for pp in reading}})
+    pieces = chunks(parts, chunk)
+    done = 0
+    for partition, start, end in pieces:  # one commit each: a run killed half-way keeps the pieces it committed
+        piece = json.dumps({topic: {str(partition): start}}), json.dumps({topic: {str(partition): end}})
         rows = (spark.read.format("kafka").options(**kafka_options(project.settings.kafka))
-                .option("assign", json.dumps({topic: [pp.partition for pp in reading]}))
-                .option("startingOffsets", starting).option("endingOffsets", ending).load())  # fmt: skip
-        record.rows_written = retry_on_conflict(lambda: _insert_missing(spark, path, to_bronze(rows), reading))
+                .option("assign", json.dumps({topic: [partition]}))
+                .option("startingOffsets", piece[0]).option("endingOffsets", piece[1]).load())  # fmt: skip
+        record.rows_written += retry_on_conflict(lambda: _insert_missing(spark, path, to_bronze(rows), partition, start, end))
+        done += end - start
+        if progress:
+            progress(done, record.rows_read)
     record.status, record.ended = "succeeded", audit.now()
     audit.write(spark, project, record)
     return record
@@ -136,9 +146,9 @@ def _already_in_bronze(spark: SparkSession, path: str, topic: str, parts: list[P
     return {r.partition: r.top for r in bronze.where(cond).groupBy("partition").agg(F.max("offset").alias("top")).collect()}
 
 
-def _insert_missing(spark: SparkSession, path: str, rows, parts: list[PartitionPlan]) -> int:  # noqa: ANN001
+def _insert_missing(spark: SparkSession, path: str, rows, partition: int, start: int, end: int) -> int:  # noqa: ANN001
     """Insert the rows whose Kafka position bronze does not hold, in one commit; how many were inserted."""
-    within = " OR ".join(f"(t.partition = {pp.partition} AND t.offset >= {pp.read_from} AND t.offset < {pp.end})" for pp in parts)
+    within = f"t.partition = {partition} AND t.offset >= {start} AND t.offset < {end}"
     metrics = (DeltaTable.forPath(spark, path).alias("t")
                .merge(rows.alias("s"), f"t.topic = s.topic AND t.partition = s.partition AND t.offset = s.offset AND ({within})")
                .whenNotMatchedInsertAll().execute().first())  # fmt: skip

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
+from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
@@ -25,6 +27,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="say what would be read and replaced, write nothing")
     p.add_argument("--allow-gaps", action="store_true", help="bronze: load the rest when part of the range expired from the topic")
     p.add_argument("--force", action="store_true", help="run even if the same backfill already succeeded over the same input")
+    p.add_argument("--chunk-records", type=int, default=1_000_000, help="bronze: Kafka offsets per commit (default 1,000,000)")
+
+
+def progress_bar() -> Callable[[int, int], None] | None:
+    """A one-line progress bar on a terminal (nothing when the output is a file or a pipe)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        filled = int(30 * done / max(total, 1))
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} records" + ("\n" if done >= total else ""))
+        sys.stderr.flush()
+
+    return show
 
 
 def parse_time(text: str | None, flag: str) -> dt.datetime | None:
@@ -51,7 +67,8 @@ def run_backfill(spark: SparkSession, project: Project, args: argparse.Namespace
             ms = lambda t: None if t is None else int(t.replace(tzinfo=dt.UTC).timestamp() * 1000)  # noqa: E731
             parts = plan(project, args.pipeline, start_ms=ms(start), end_ms=ms(end))
             text = f"Kafka time [{args.start or 'first kept record'}, {args.end or 'now'})"
-        return backfill_bronze(spark, project, args.pipeline, parts, text, args.dry_run, args.allow_gaps)
+        return backfill_bronze(spark, project, args.pipeline, parts, text, args.dry_run, args.allow_gaps,
+                               getattr(args, "chunk_records", 1_000_000), progress_bar())  # fmt: skip
     from pipelines.backfill.gold import backfill_output
     from pipelines.backfill.silver import backfill_silver
 

@@ -83,6 +83,38 @@ def test_bronze_from_offsets_then_timestamps_holds_every_record_once(spark, test
     assert audit.where("status = 'succeeded' AND layer = 'bronze'").count() == 3
 
 
+def test_a_bronze_backfill_killed_half_way_and_run_again_writes_each_record_once(spark, test_settings):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.conftest import PROJECT_DIR
+    from tests.integration.test_exactly_once import commits
+
+    gen = ClickstreamGenerator(seed=5, start=START, events_per_second=5)
+    send(test_settings, [gen.next_event() for _ in range(1000)])
+    bronze = Path(pipeline(test_settings, "clickstream").layout.bronze.path)
+    conf = test_settings.source.parent
+    cmd = [sys.executable, "-m", "pipelines.cli", "--conf-dir", str(conf), "--env", "test", "backfill", "clickstream",
+           "--layer", "bronze", "--from", "2000-01-01", "--to", "2100-01-01", "--chunk-records", "50"]  # fmt: skip
+    with open(conf / "backfill.log", "ab") as out:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while commits(bronze) < 5 and time.monotonic() < deadline and proc.poll() is None:  # creation, then 4 pieces
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    part = len(bronze_positions(spark, test_settings))
+    assert 0 < part < 1000, f"killed half-way: {part} of 1000 records were in bronze"
+
+    rest = backfill(spark, test_settings, layer="bronze", start="2000-01-01", end="2100-01-01")
+    positions = bronze_positions(spark, test_settings)
+    assert rest.rows_written == 1000 - part and len(positions) == len(set(positions)) == 1000
+
+
 def test_records_gone_from_the_topic_are_a_reported_gap(spark, test_settings):
     gen = ClickstreamGenerator(seed=4, start=START, events_per_second=5)
     send(test_settings, [gen.next_event() for _ in range(200)])
