@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.backfill import audit
-from pipelines.engine.delta_io import replace_where, retry_on_conflict
+from pipelines.engine.delta_io import committed_watermark_ms, replace_where, retry_on_conflict
 from pipelines.engine.gold.rebuild import RebuildWriter, sql_literal
 from pipelines.errors import LakepipeError
 from pipelines.model.project import Pipeline, Project
@@ -79,6 +79,11 @@ def _replace_range(spark: SparkSession, p: Pipeline, o: OutputSpec, path: str, s
     table = spark.read.format("delta").load(path)
     column = time_column(table.schema, o.keys)
     predicate = f"`{column}` >= {sql_literal(start)} AND `{column}` < {sql_literal(end)}"
+    watermark = committed_watermark_ms(spark, p.layout.checkpoint(f"gold/{o.name}"))
+    if watermark is not None and "window_end" in table.columns:
+        # Windows the stream still holds open are its own to finish: replacing them could race its next update.
+        final = dt.datetime.fromtimestamp(watermark / 1000, dt.UTC).replace(tzinfo=None)
+        predicate += f" AND `window_end` <= {sql_literal(final)}"
     event_time = p.spec.event_time
     events = spark.read.format("delta").load(p.layout.silver.path).where(
         (F.col(event_time) >= start) & (F.col(event_time) < end + LOOKAHEAD)

@@ -217,6 +217,22 @@ def checkpoint_query_id(spark: SparkSession, checkpoint: str) -> str:
     return json.loads(metadata.splitlines()[0])["id"]
 
 
+def committed_watermark_ms(spark: SparkSession, checkpoint: str) -> int | None:
+    """The event-time watermark a streaming query's next micro-batch will use, from its checkpoint's commit log
+    (None when the query never finished a batch). A window ending at or before it is final: any row for it from
+    now on is late, so the query will not write it again."""
+    jvm = spark._jvm  # noqa: SLF001 - Hadoop FS is only reachable through the JVM gateway
+    commits = jvm.org.apache.hadoop.fs.Path(checkpoint.rstrip("/") + "/commits")
+    fs = commits.getFileSystem(spark._jsc.hadoopConfiguration())  # noqa: SLF001
+    if not fs.exists(commits):
+        return None
+    batches = [int(s.getPath().getName()) for s in fs.listStatus(commits) if s.getPath().getName().isdigit()]
+    if not batches:
+        return None
+    lines = read_text(spark, f"{commits.toString()}/{max(batches)}").splitlines()
+    return int(json.loads(lines[1]).get("nextBatchWatermarkMs", 0)) if len(lines) > 1 else 0
+
+
 def retry_on_conflict(write: Callable[[], T_], attempts: int = 6) -> T_:
     """Run a Delta write, again (after a short, growing pause) when a concurrent commit conflicts with it: a
     backfill beside a running stream."""

@@ -7,6 +7,8 @@
 - Gold: a range of a windowed output broken by hand (a wrong function) is recomputed from silver and replaced in
   one commit, equal to an independent computation, including late events the stream left out; the same
   backfill again is skipped; a dry run writes nothing; an output that keeps streaming state says it cannot.
+  Beside a running stream, only windows the stream has closed are replaced, and the table ends equal to the
+  independent computation.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def test_a_wrong_gold_range_is_recomputed_from_silver(spark, test_settings):
     gen = ClickstreamGenerator(seed=11, start=START, events_per_second=5, faults=FaultRates(exact_duplicate=0.04))
     wave1 = [gen.next_event() for _ in range(1200)]
     send(test_settings, wave1)
-    late = ClickstreamGenerator(seed=12, start=gen.clock, events_per_second=5, faults=FaultRates(late=0.3))
+    late = ClickstreamGenerator(seed=12, start=gen.clock, events_per_second=1, faults=FaultRates(late=0.3))
     wave2 = [late.next_event() for _ in range(600)]
     run_once(spark, test_settings, ["clickstream"])
     send(test_settings, wave2)
@@ -148,7 +150,7 @@ def test_a_wrong_gold_range_is_recomputed_from_silver(spark, test_settings):
     full = expected_revenue(payloads)
     assert gold_revenue(spark, p) != full, "the stream left late events out of gold"
 
-    start, end = dt.datetime(2026, 11, 22, 9, 0), dt.datetime(2026, 11, 22, 9, 3)
+    start, end = dt.datetime(2026, 11, 22, 8, 0), dt.datetime(2026, 11, 22, 9, 3)  # final: the stream is at ~09:04
     spark.sql(f"UPDATE delta.`{path}` SET revenue = 0 WHERE window_start >= '2026-11-22 09:01:00' AND window_start < '2026-11-22 09:02:00'")
     spark.sql(f"DELETE FROM delta.`{path}` WHERE window_start = '2026-11-22 09:02:00' AND category = 'books'")
     before = gold_revenue(spark, p)
@@ -160,6 +162,7 @@ def test_a_wrong_gold_range_is_recomputed_from_silver(spark, test_settings):
     after = gold_revenue(spark, p)
     in_range = lambda rows: {k: v for k, v in rows.items() if start <= k[0] < end}  # noqa: E731
     assert in_range(after) == in_range(full), "the range equals a recomputation from all of silver (late events too)"
+    assert in_range(before) != in_range(full) and any(k[0] < dt.datetime(2026, 11, 22, 9) for k in in_range(after))
     assert {k: v for k, v in after.items() if k not in in_range(after)} == {k: v for k, v in before.items() if not start <= k[0] < end}
 
     version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first().version
@@ -207,3 +210,36 @@ def test_silver_re_derived_from_bronze_after_a_contract_fix(spark, test_settings
     assert "not_in_set:event_type" not in reasons and reasons
     assert gold_activity(spark, p) == expected_activity(accepted)
     assert gold_revenue(spark, p) == expected_revenue(accepted)
+
+
+def test_a_gold_backfill_beside_the_running_stream(spark, test_settings):
+    """The pipeline runs continuously while events arrive; two gold backfills run meanwhile. Once both are done
+    (the stream drained by a last --once run), gold equals the independent computation, each key once."""
+    import threading
+
+    from pipelines.engine import runner
+    from tests.support import send as send_events
+
+    gen = ClickstreamGenerator(seed=31, start=START, events_per_second=2)
+    events = [gen.next_event() for _ in range(1500)]
+    send_events(test_settings, events[:300])
+    project = load_project(test_settings, ["clickstream"])
+    queries = runner.start_all(spark, project, ["clickstream"], {"processingTime": "1 second"})
+    producer = threading.Thread(target=lambda: [send_events(test_settings, events[i : i + 100]) for i in range(300, 1500, 100)])
+    try:
+        producer.start()
+        ranges = [(START, START.replace(minute=4)), (START.replace(minute=2), START.replace(minute=8))]
+        for start, end in ranges:
+            done = backfill(spark, test_settings, table="clickstream_revenue_per_minute", start=start.isoformat(), end=end.isoformat())
+            assert done.status == "succeeded"
+        producer.join()
+        for q in queries:
+            runner.raise_if_failed(q, queries)
+    finally:
+        for q in queries:
+            q.stop()
+    run_once(spark, test_settings, ["clickstream"])
+    p = pipeline(test_settings, "clickstream")
+    gold = table(spark, p, "clickstream_revenue_per_minute")
+    assert gold.count() == gold.select("window_start", "category", "currency").distinct().count()
+    assert gold_revenue(spark, p) == expected_revenue(reaching_silver(events))
