@@ -11,9 +11,10 @@ import datetime as dt
 import hashlib
 import inspect
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -72,12 +73,24 @@ def succeeded_before(spark: SparkSession, project: Project, bid: str) -> dt.date
 
 
 def write(spark: SparkSession, project: Project, record: Record) -> None:
-    """Insert or update the record's row (by id and start time): 'running' first, then its outcome."""
+    """Append the record's row once it has an outcome (a run killed before that leaves none: its writes are
+    exactly-once, so running it again is the way to finish it)."""
     path = _ensure(spark, project)
-    row = spark.createDataFrame([asdict(record)], SCHEMA)
-    (DeltaTable.forPath(spark, path).alias("t")
-     .merge(row.alias("s"), "t.backfill_id = s.backfill_id AND t.started = s.started")
-     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())  # fmt: skip
+    spark.createDataFrame([asdict(record)], SCHEMA).write.format("delta").mode("append").save(path)
+
+
+@contextmanager
+def recording(spark: SparkSession, project: Project, record: Record) -> Iterator[Record]:
+    """Append the record's row when the work inside ends: succeeded, or failed with the error's first line."""
+    try:
+        yield record
+    except Exception as exc:
+        record.status, record.ended = "failed", now()
+        record.detail = "; ".join(x for x in (record.detail, str(exc).strip().splitlines()[0][:300]) if x)
+        write(spark, project, record)
+        raise
+    record.status, record.ended = "succeeded", now()
+    write(spark, project, record)
 
 
 def _ensure(spark: SparkSession, project: Project) -> str:

@@ -120,20 +120,18 @@ def backfill_bronze(spark: SparkSession, project: Project, pipeline: str, parts:
         return record
     if gaps and not allow_gaps:
         raise GapError(f"{gap_text}: nothing written; run again with --allow-gaps to load the rest")
-    audit.write(spark, project, record)
-    pieces = chunks(parts, chunk)
-    done = 0
-    for partition, start, end in pieces:  # one commit each: a run killed half-way keeps the pieces it committed
-        piece = json.dumps({topic: {str(partition): start}}), json.dumps({topic: {str(partition): end}})
-        rows = (spark.read.format("kafka").options(**kafka_options(project.settings.kafka))
-                .option("assign", json.dumps({topic: [partition]}))
-                .option("startingOffsets", piece[0]).option("endingOffsets", piece[1]).load())  # fmt: skip
-        record.rows_written += retry_on_conflict(lambda: _insert_missing(spark, path, to_bronze(rows), partition, start, end))
-        done += end - start
-        if progress:
-            progress(done, record.rows_read)
-    record.status, record.ended = "succeeded", audit.now()
-    audit.write(spark, project, record)
+    with audit.recording(spark, project, record):
+        pieces = chunks(parts, chunk)
+        done = 0
+        for partition, start, end in pieces:  # one commit each: a run killed half-way keeps the pieces it committed
+            piece = json.dumps({topic: {str(partition): start}}), json.dumps({topic: {str(partition): end}})
+            rows = (spark.read.format("kafka").options(**kafka_options(project.settings.kafka))
+                    .option("assign", json.dumps({topic: [partition]}))
+                    .option("startingOffsets", piece[0]).option("endingOffsets", piece[1]).load())  # fmt: skip
+            record.rows_written += retry_on_conflict(lambda: _insert_missing(spark, path, to_bronze(rows), partition, start, end))
+            done += end - start
+            if progress:
+                progress(done, record.rows_read)
     return record
 
 

@@ -15,9 +15,11 @@ values computed from silver, the table ends up equal to a full recomputation eit
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
+from py4j.protocol import Py4JError
 from pyspark.errors import AnalysisException, UnsupportedOperationException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -42,22 +44,24 @@ def backfill_output(spark: SparkSession, project: Project, pipeline: str, table:
     range_text = f"event time [{start.isoformat()}, {end.isoformat()})"
     bid = audit.backfill_id(p, {"layer": o.layer, "table": table, "start": start, "end": end}, version, o.name)
     record = audit.Record(bid, pipeline, o.layer, table, range_text)
-    done = audit.succeeded_before(spark, project, bid)
-    if done and not force:
+    done = None if force else audit.succeeded_before(spark, project, bid)
+    if done:
         record.status, record.detail = "skipped", f"the same backfill over the same silver version succeeded at {done}"
         return record
     event_time = p.spec.event_time
     in_range = spark.read.format("delta").load(source).where((F.col(event_time) >= start) & (F.col(event_time) < end))
-    record.rows_read = in_range.count()
+    if dry_run or o.rebuild:
+        record.rows_read = in_range.count()
     if dry_run:
         record.status = "dry run"
         return record
-    audit.write(spark, project, record)
-    record.rows_written, record.rows_replaced = recompute_output(spark, p, o, start, end, in_range)
-    if o.rebuild:
-        record.detail = f"{record.rows_written:,} values of {o.rebuild.key} recomputed"
-    record.status, record.ended = "succeeded", audit.now()
-    audit.write(spark, project, record)
+    with audit.recording(spark, project, record):
+        if o.rebuild:
+            record.rows_written, _ = recompute_output(spark, p, o, start, end, in_range)
+            record.detail = f"{record.rows_written:,} values of {o.rebuild.key} recomputed"
+        else:
+            path = p.layout.output(o.name).path
+            record.rows_read, record.rows_written, record.rows_replaced = _replace_range(spark, p, o, path, start, end)
     return record
 
 
@@ -72,10 +76,12 @@ def recompute_output(spark: SparkSession, p: Pipeline, o: OutputSpec, start: dt.
         keys = touched.select(o.rebuild.key).distinct().count()
         retry_on_conflict(lambda: writer(touched, 0))
         return keys, 0
-    return _replace_range(spark, p, o, path, start, end)
+    return _replace_range(spark, p, o, path, start, end)[1:]
 
 
-def _replace_range(spark: SparkSession, p: Pipeline, o: OutputSpec, path: str, start: dt.datetime, end: dt.datetime) -> tuple[int, int]:
+def _replace_range(spark: SparkSession, p: Pipeline, o: OutputSpec, path: str, start: dt.datetime,
+                   end: dt.datetime) -> tuple[int, int, int]:  # fmt: skip
+    """(silver rows read, rows written, rows replaced) of recomputing [start, end) of output `o`."""
     table = spark.read.format("delta").load(path)
     column = time_column(table.schema, o.keys)
     predicate = f"`{column}` >= {sql_literal(start)} AND `{column}` < {sql_literal(end)}"
@@ -85,24 +91,25 @@ def _replace_range(spark: SparkSession, p: Pipeline, o: OutputSpec, path: str, s
         final = dt.datetime.fromtimestamp(watermark / 1000, dt.UTC).replace(tzinfo=None)
         predicate += f" AND `window_end` <= {sql_literal(final)}"
     event_time = p.spec.event_time
-    events = spark.read.format("delta").load(p.layout.silver.path).where(
-        (F.col(event_time) >= start) & (F.col(event_time) < end + LOOKAHEAD)
-    )
+    read = Observation("read")
+    silver = spark.read.format("delta").load(p.layout.silver.path)
+    in_range = silver.where((F.col(event_time) >= start) & (F.col(event_time) < end + LOOKAHEAD))
+    events = in_range.observe(read, F.count(F.lit(1)).alias("rows"))
     try:
         rows = p.output_rows(o, events)
         if o.delete_flag:
             rows = rows.where(~F.col(o.delete_flag)).drop(o.delete_flag)
-        rows = rows.where(F.expr(predicate)).select(*table.columns).persist()
+        rows = rows.where(F.expr(predicate)).select(*table.columns)
+        rows.schema  # noqa: B018 - analysis: a stateful function fails here
+        tag = f"lakepipe backfill {uuid.uuid4().hex}"
+        written, replaced = retry_on_conflict(lambda: replace_where(rows, path, predicate, tag))
     except (AnalysisException, UnsupportedOperationException) as exc:
         raise LakepipeError(f"output {o.name} keeps streaming state between micro-batches and cannot be recomputed as a "
                             f"batch ({str(exc).splitlines()[0][:160]})") from None  # fmt: skip
     try:
-        replaced = table.where(F.expr(predicate)).count()
-        written = rows.count()
-        retry_on_conflict(lambda: replace_where(rows, path, predicate))
-    finally:
-        rows.unpersist()
-    return written, replaced
+        return read.get["rows"], written, replaced
+    except Py4JError:  # no job ran the read (nothing to write): count it
+        return in_range.count(), written, replaced
 
 
 def time_column(schema: T.StructType, keys: tuple[str, ...]) -> str:

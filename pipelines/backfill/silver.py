@@ -43,31 +43,28 @@ def backfill_silver(spark: SparkSession, project: Project, pipeline: str, start:
     if dry_run:
         record.status = "dry run"
         return record
-    audit.write(spark, project, record)
-
-    silver = spark.read.format("delta").load(lay.silver.path)
-    keys = spec.dedup_keys
-    outside = silver.where(~F.expr(predicate)).select(*keys, "payload_hash")
-    validated = engine.validate(bronze, contract, p.suite)
-    classified = engine.classify_validated(validated, outside, keys, spec.tombstones == "skip")
-    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-    old = silver.where(F.expr(predicate)).select(spec.event_time, *_rebuild_keys(p)).persist()
-    try:
-        rows = engine.to_silver_rows(classified, contract, spec)
-        rejected = engine.to_quarantine_rows(classified, contract, spec)
-        record.rows_replaced = old.count()
-        record.rows_written = rows.count()
-        quarantined = rejected.count()
-        retry_on_conflict(lambda: replace_where(rows, lay.silver.path, predicate))
-        retry_on_conflict(lambda: replace_where(rejected, lay.quarantine.path, predicate))
-        touched = old.unionByName(rows.select(spec.event_time, *_rebuild_keys(p)))
-        refreshed = refresh_outputs(spark, project, pipeline, touched)
-    finally:
-        classified.unpersist()
-        old.unpersist()
-    record.detail = f"{quarantined:,} quarantined; {refreshed}"
-    record.status, record.ended = "succeeded", audit.now()
-    audit.write(spark, project, record)
+    with audit.recording(spark, project, record):
+        silver = spark.read.format("delta").load(lay.silver.path)
+        keys = spec.dedup_keys
+        outside = silver.where(~F.expr(predicate)).select(*keys, "payload_hash")
+        validated = engine.validate(bronze, contract, p.suite)
+        classified = engine.classify_validated(validated, outside, keys, spec.tombstones == "skip")
+        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+        old = silver.where(F.expr(predicate)).select(spec.event_time, *_rebuild_keys(p)).persist()
+        try:
+            rows = engine.to_silver_rows(classified, contract, spec)
+            rejected = engine.to_quarantine_rows(classified, contract, spec)
+            record.rows_replaced = old.count()
+            record.rows_written = rows.count()
+            quarantined = rejected.count()
+            retry_on_conflict(lambda: replace_where(rows, lay.silver.path, predicate))
+            retry_on_conflict(lambda: replace_where(rejected, lay.quarantine.path, predicate))
+            touched = old.unionByName(rows.select(spec.event_time, *_rebuild_keys(p)))
+            refreshed = refresh_outputs(spark, project, pipeline, touched)
+        finally:
+            classified.unpersist()
+            old.unpersist()
+        record.detail = f"{quarantined:,} quarantined; {refreshed}"
     return record
 
 

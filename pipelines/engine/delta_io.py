@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 T_ = TypeVar("T_")
@@ -150,13 +151,24 @@ def _modification_ms(spark: SparkSession, path: str) -> int | None:
     return int(fs.getFileStatus(hpath).getModificationTime())
 
 
-def replace_where(df: DataFrame, path: str, predicate: str) -> None:
+def replace_where(df: DataFrame, path: str, predicate: str, tag: str | None = None) -> tuple[int, int] | None:
     """Replace the rows of the table at `path` that match `predicate` by `df`, in one commit.
 
     Delta checks that every row of `df` matches the predicate, so a rebuild can never write outside the
-    key values it replaces.
+    key values it replaces. With `tag` (stored as the commit's userMetadata), returns (rows written, rows
+    replaced) from the commit's metrics, without reading the data again.
     """
-    df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(path)
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+    if tag is None:
+        writer.save(path)
+        return None
+    writer.option("userMetadata", tag).save(path)
+    history = df.sparkSession.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 20").where(F.col("userMetadata") == tag)
+    row = history.select("operationMetrics").first()
+    if row is None:  # nothing to add or remove: Delta made no commit
+        return 0, 0
+    m = row[0]
+    return int(m.get("numOutputRows", 0)) - int(m.get("numCopiedRows", 0)), int(m.get("numDeletedRows", 0))
 
 
 def upsert(batch: DataFrame, path: str, keys: tuple[str, ...], delete_flag: str | None = None) -> None:

@@ -27,7 +27,7 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
         case Rebuild(key=key):
             source = p.source_layout(o).silver.path
             writer = RebuildWriter(p.functions[o.name], key, source, path, p.lookup_paths(o), o.options)
-            query = spark.readStream.format("delta").load(source).writeStream.foreachBatch(writer)
+            query = _silver_stream(spark, source).writeStream.foreachBatch(writer)
         case Append():
             query = _rows(spark, p, o).writeStream.format("delta").outputMode("append").option("path", path)
         case Upsert(keys=keys, delete_flag=flag):
@@ -36,6 +36,12 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
     return query.queryName(name).option("checkpointLocation", checkpoint).trigger(**trigger).start()
 
 
+def _silver_stream(spark: SparkSession, path: str):  # noqa: ANN202
+    """Silver's appends as a stream. A silver backfill's commits (which replace rows of a range) are skipped: the
+    backfill recomputes the derived tables of that range itself (`pipelines.backfill.silver`)."""
+    return spark.readStream.format("delta").option("skipChangeCommits", "true").load(path)
+
+
 def _rows(spark: SparkSession, p: Pipeline, o: OutputSpec):  # noqa: ANN202
-    events = spark.readStream.format("delta").load(p.layout.silver.path)
+    events = _silver_stream(spark, p.layout.silver.path)
     return p.output_rows(o, events.withWatermark(p.spec.event_time, p.watermark))
