@@ -4,11 +4,14 @@ The range is offsets per partition, or a Kafka timestamp range (`offsets_for_tim
 (same topic, partition and offset) are not written again: the load is one insert-only MERGE on the Kafka
 position, so running it twice, or again after it was killed, writes each record once. Offsets requested but
 no longer in the topic (deleted by retention) are a gap, reported with its size; the backfill writes nothing
-unless told to load the rest anyway (`allow_gaps`).
+unless told to load the rest anyway (`allow_gaps`). Offsets from where the bronze stream started (its
+checkpoint's first source offsets) on are the stream's: the range is cut there, so the two never write one
+record twice, whichever runs first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from pyspark.sql import functions as F
 
 from pipelines.backfill import audit
 from pipelines.engine.bronze import kafka_options, to_bronze
-from pipelines.engine.delta_io import retry_on_conflict
+from pipelines.engine.delta_io import retry_on_conflict, stream_start_offsets
 from pipelines.errors import LakepipeError
 from pipelines.model.project import Project
 from pipelines.platform import kafka_admin
@@ -107,6 +110,10 @@ def backfill_bronze(spark: SparkSession, project: Project, pipeline: str, parts:
                     progress: Callable[[int, int], None] | None = None) -> audit.Record:  # fmt: skip
     p = project.pipeline(pipeline)
     path, topic = p.layout.bronze.path, p.topic
+    stream = (stream_start_offsets(spark, p.layout.checkpoint("bronze")) or {}).get(topic)
+    if stream:  # the stream reads every record from where it started: those are its own, never the backfill's
+        parts = [dataclasses.replace(pp, end=min(pp.end, stream.get(pp.partition, pp.end))) for pp in parts]
+        parts = [dataclasses.replace(pp, start=min(pp.start, pp.end)) for pp in parts]
     in_bronze = _already_in_bronze(spark, path, topic, parts)
     gaps = [pp for pp in parts if pp.gap and in_bronze.get(pp.partition, -1) < pp.low - 1]
     gap_text = "; ".join(f"partition {pp.partition} offsets {max(pp.start, in_bronze.get(pp.partition, -1) + 1)}-"

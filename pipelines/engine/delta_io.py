@@ -229,13 +229,28 @@ def checkpoint_query_id(spark: SparkSession, checkpoint: str) -> str:
     return json.loads(metadata.splitlines()[0])["id"]
 
 
+def hadoop_path(spark: SparkSession, path: str):  # noqa: ANN201
+    """(Hadoop file system, Hadoop path) of `path`: local, HDFS and object stores alike."""
+    jvm = spark._jvm  # noqa: SLF001 - Hadoop FS is only reachable through the JVM gateway
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath  # noqa: SLF001
+
+
+def stream_start_offsets(spark: SparkSession, checkpoint: str) -> dict[str, dict[int, int]] | None:
+    """The Kafka offsets a streaming query started from ({topic: {partition: offset}}), from its checkpoint
+    (None when it never started): it reads every record from there on, and none before."""
+    fs, first = hadoop_path(spark, checkpoint.rstrip("/") + "/sources/0/0")
+    if not fs.exists(first):
+        return None
+    lines = read_text(spark, first.toString()).splitlines()
+    return {t: {int(p): int(o) for p, o in parts.items()} for t, parts in json.loads(lines[1]).items()}
+
+
 def committed_watermark_ms(spark: SparkSession, checkpoint: str) -> int | None:
     """The event-time watermark a streaming query's next micro-batch will use, from its checkpoint's commit log
     (None when the query never finished a batch). A window ending at or before it is final: any row for it from
     now on is late, so the query will not write it again."""
-    jvm = spark._jvm  # noqa: SLF001 - Hadoop FS is only reachable through the JVM gateway
-    commits = jvm.org.apache.hadoop.fs.Path(checkpoint.rstrip("/") + "/commits")
-    fs = commits.getFileSystem(spark._jsc.hadoopConfiguration())  # noqa: SLF001
+    fs, commits = hadoop_path(spark, checkpoint.rstrip("/") + "/commits")
     if not fs.exists(commits):
         return None
     batches = [int(s.getPath().getName()) for s in fs.listStatus(commits) if s.getPath().getName().isdigit()]

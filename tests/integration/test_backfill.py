@@ -249,3 +249,138 @@ def test_a_gold_backfill_beside_the_running_stream(spark, test_settings):
     gold = table(spark, p, "clickstream_revenue_per_minute")
     assert gold.count() == gold.select("window_start", "category", "currency").distinct().count()
     assert gold_revenue(spark, p) == expected_revenue(reaching_silver(events))
+
+
+def killed_then_finished(spark, settings, args: list[str], table_dir, **again) -> None:
+    """`lakepipe backfill ARGS` SIGKILLed as soon as it has committed to `table_dir` (or after 60 s), then run
+    again in this session."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import PROJECT_DIR
+    from tests.integration.test_exactly_once import commits
+
+    conf = settings.source.parent
+    before = commits(table_dir)
+    cmd = [sys.executable, "-m", "pipelines.cli", "--conf-dir", str(conf), "--env", "test", "backfill", "clickstream", *args]
+    with open(conf / "backfill.log", "ab") as out:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while commits(table_dir) == before and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the backfill ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = backfill(spark, settings, **again)
+    assert done.status == "succeeded", done.summary()
+
+
+def test_gold_and_silver_backfills_killed_half_way_then_run_again_are_exact(spark, test_settings, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from pipelines.model.config import load_settings
+    from tests.conftest import CONTRACTS, write_conf
+    from tests.integration.test_clickstream_once import expected_activity, gold_activity
+
+    gen = ClickstreamGenerator(seed=41, start=START, events_per_second=5, faults=FaultRates(malformed=0.1))
+    events = [gen.next_event() for _ in range(1000)]
+    later = ClickstreamGenerator(seed=42, start=gen.clock + dt.timedelta(minutes=15), events_per_second=5)
+    events += [later.next_event() for _ in range(100)]  # moves the watermark past the first 1,000
+    send(test_settings, events)
+    run_once(spark, test_settings, ["clickstream"])
+    p = pipeline(test_settings, "clickstream")
+    revenue = Path(p.layout.output("clickstream_revenue_per_minute").path)
+    spark.sql(f"UPDATE delta.`{revenue}` SET revenue = 0")
+    window = ["--table", "clickstream_revenue_per_minute", "--from", "2026-11-22T08:00", "--to", "2026-11-22T09:10"]
+    killed_then_finished(spark, test_settings, ["--layer", "gold", *window], revenue,
+                         table="clickstream_revenue_per_minute", start="2026-11-22T08:00", end="2026-11-22T09:10")  # fmt: skip
+    accepted = reaching_silver(events)
+    closed = lambda rows: {k: v for k, v in rows.items() if k[0] < dt.datetime(2026, 11, 22, 9, 10)}  # noqa: E731
+    assert closed(gold_revenue(spark, p)) == closed(expected_revenue(accepted))
+
+    schemas = tmp_path / "schemas"
+    shutil.copytree(CONTRACTS, schemas)
+    contract = schemas / "clickstream" / "contract.yaml"
+    contract.write_text(contract.read_text().replace("checkout, purchase]", "checkout, purchase, refund]", 1))
+    fixed = load_settings("test", write_conf(tmp_path / "conf", p.topic, schemas=schemas))
+    killed_then_finished(spark, fixed, ["--layer", "silver", "--from", "2000-01-01", "--to", "2100-01-01"],
+                         Path(p.layout.silver.path), layer="silver", start="2000-01-01", end="2100-01-01")  # fmt: skip
+    refunds = [json.loads(e.value) for e in events if e.reasons == ("not_in_set:event_type",)]
+    accepted += refunds
+    silver = table(spark, p, "clickstream_events")
+    assert refunds and silver.count() == silver.select("event_id").distinct().count() == len(accepted)
+    assert closed(gold_activity(spark, p)) == closed(expected_activity(accepted))
+    again = backfill(spark, fixed, layer="silver", start="2000-01-01", end="2100-01-01")
+    assert again.status == "skipped" and table(spark, p, "clickstream_events").count() == len(accepted)
+
+
+def test_a_bronze_backfill_beside_the_running_stream_loads_only_what_the_stream_never_reads(spark, tmp_path, unique_topic, kafka):
+    import threading
+
+    from pipelines.engine import runner
+    from pipelines.model.config import load_settings
+    from tests.conftest import write_conf
+
+    conf = write_conf(tmp_path / "conf", unique_topic)
+    (conf / "test.yaml").write_text((conf / "test.yaml").read_text().replace("kafka:\n", "kafka:\n  starting_offsets: latest\n", 1))
+    settings = load_settings("test", conf)
+    from pipelines.platform import kafka_admin
+
+    kafka_admin.ensure_topic(settings.kafka, unique_topic)
+    gen = ClickstreamGenerator(seed=51, start=START, events_per_second=5)
+    events = [gen.next_event() for _ in range(1200)]
+    send(settings, events[:300])  # before the stream: only a backfill can load these
+    project = load_project(settings, ["clickstream"])
+    queries = runner.start_all(spark, project, ["clickstream"], {"processingTime": "1 second"})
+    bronze = next(q for q in queries if q.name == "clickstream.bronze")
+    try:
+        while not bronze.recentProgress:
+            bronze.awaitTermination(0.5)
+        producer = threading.Thread(target=lambda: [send(settings, events[i : i + 100]) for i in range(300, 1200, 100)])
+        producer.start()
+        done = backfill(spark, settings, layer="bronze", start="2000-01-01", end="2100-01-01")
+        producer.join()
+        assert done.rows_written == 300, done.summary()
+    finally:
+        for q in queries:
+            q.stop()
+    run_once(spark, settings, ["clickstream"])
+    positions = bronze_positions(spark, settings)
+    assert len(positions) == len(set(positions)) == 1200
+    assert set(positions) == kafka_positions(settings, unique_topic)
+
+
+def test_a_new_output_is_complete_from_its_first_run(spark, test_settings, tmp_path):
+    """Situation 2: an output added to the spec later holds all of silver's history after its first run."""
+    import shutil
+
+    import yaml
+
+    from pipelines.model.config import load_settings
+    from tests.conftest import PROJECT_DIR, write_conf
+    from tests.integration.test_clickstream_once import expected_activity, gold_activity
+
+    specs = tmp_path / "specs"
+    shutil.copytree(PROJECT_DIR / "conf" / "pipelines", specs)
+    full = (specs / "clickstream.yaml").read_text()
+    spec = yaml.safe_load(full)
+    spec["outputs"] = [o for o in spec["outputs"] if o["name"] != "clickstream_activity_per_minute"]
+    (specs / "clickstream.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    topic = pipeline(test_settings, "clickstream").topic
+    before = load_settings("test", write_conf(tmp_path / "conf", topic, specs=specs))
+
+    gen = ClickstreamGenerator(seed=61, start=START, events_per_second=5)
+    events = [gen.next_event() for _ in range(800)]
+    send(before, events[:500])
+    run_once(spark, before, ["clickstream"])
+    send(before, events[500:])
+    run_once(spark, before, ["clickstream"])
+    (specs / "clickstream.yaml").write_text(full)  # the output is added
+    after = load_settings("test", write_conf(tmp_path / "conf", topic, specs=specs))
+    run_once(spark, after, ["clickstream"])
+    assert gold_activity(spark, pipeline(after, "clickstream")) == expected_activity(reaching_silver(events))
