@@ -43,6 +43,12 @@ def backfill_silver(spark: SparkSession, project: Project, pipeline: str, start:
     if dry_run:
         record.status = "dry run"
         return record
+    # Only the Kafka positions re-derived here are replaced: rows the silver stream appends meanwhile (from newer
+    # bronze records) stay, whichever of the two commits first.
+    tops = bronze.groupBy("topic", "partition").agg(F.max("offset").alias("top")).collect()
+    predicate += " AND (" + (" OR ".join(f"(topic = {sql_literal(t.topic)} AND partition = {t.partition} AND "
+                                          f"offset <= {t.top})" for t in tops) or "false") + ")"  # fmt: skip
+    bronze = bronze.where(F.expr(predicate))
     with audit.recording(spark, project, record):
         silver = spark.read.format("delta").load(lay.silver.path)
         keys = spec.dedup_keys

@@ -384,3 +384,36 @@ def test_a_new_output_is_complete_from_its_first_run(spark, test_settings, tmp_p
     after = load_settings("test", write_conf(tmp_path / "conf", topic, specs=specs))
     run_once(spark, after, ["clickstream"])
     assert gold_activity(spark, pipeline(after, "clickstream")) == expected_activity(reaching_silver(events))
+
+
+def test_a_silver_backfill_beside_the_running_stream_keeps_every_row_once(spark, test_settings):
+    import threading
+
+    from pipelines.engine import runner
+
+    gen = ClickstreamGenerator(seed=71, start=START, events_per_second=5, faults=FaultRates(exact_duplicate=0.03, malformed=0.05))
+    events = [gen.next_event() for _ in range(1500)]
+    send(test_settings, events[:500])
+    project = load_project(test_settings, ["clickstream"])
+    queries = runner.start_all(spark, project, ["clickstream"], {"processingTime": "1 second"})
+    silver_q = next(q for q in queries if q.name == "clickstream.silver")
+    try:
+        while not any(p.numInputRows for p in silver_q.recentProgress):
+            silver_q.awaitTermination(0.5)
+        producer = threading.Thread(target=lambda: [send(test_settings, events[i : i + 100]) for i in range(500, 1500, 100)])
+        producer.start()
+        for _ in range(2):
+            done = backfill(spark, test_settings, layer="silver", start="2000-01-01", end="2100-01-01", force=True)
+            assert done.status == "succeeded", done.summary()
+        producer.join()
+        for q in queries:
+            runner.raise_if_failed(q, queries)
+    finally:
+        for q in queries:
+            q.stop()
+    run_once(spark, test_settings, ["clickstream"])
+    p = pipeline(test_settings, "clickstream")
+    silver = table(spark, p, "clickstream_events")
+    accepted = reaching_silver(events)
+    assert silver.count() == silver.select("event_id").distinct().count() == len(accepted)
+    assert table(spark, p, "clickstream_events_quarantine").count() == sum(1 for e in events if e.reasons)
