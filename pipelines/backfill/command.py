@@ -17,16 +17,16 @@ from pipelines.model.project import Project
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pipeline", help="pipeline name")
     p.add_argument("--layer", required=True, choices=("bronze", "silver", "gold"), help="bronze: from Kafka; silver: re-derive "
-                   "the events table from bronze (range of Kafka time), or with --table a derived silver table (SCD); "
-                   "gold: a derived table")  # fmt: skip
+                   "the events table from bronze, or with --table a derived silver table (SCD); gold: a derived table")  # fmt: skip
     p.add_argument("--table", help="the output to recompute (gold/silver layers)")
-    p.add_argument("--from", dest="start", help="start, ISO-8601, inclusive: event time of derived tables, Kafka time of "
-                   "bronze and of silver's events")  # fmt: skip
+    p.add_argument("--from", dest="start", help="start, ISO-8601, inclusive: event time (Kafka time for bronze)")
     p.add_argument("--to", dest="end", help="end, ISO-8601, exclusive")
     p.add_argument("--offsets", help="bronze: Kafka offsets instead of times, partition:start-end,... (end exclusive)")
     p.add_argument("--dry-run", action="store_true", help="say what would be read and replaced, write nothing")
     p.add_argument("--allow-gaps", action="store_true", help="bronze: load the rest when part of the range expired from the topic")
     p.add_argument("--force", action="store_true", help="run even if the same backfill already succeeded over the same input")
+    p.add_argument("--kafka-time", action="store_true", help="silver: select records by Kafka timestamp, not event time "
+                   "(reaches records whose event time cannot be read, e.g. invalid JSON)")  # fmt: skip
     p.add_argument("--chunk-records", type=int, default=1_000_000, help="bronze: Kafka offsets per commit (default 1,000,000)")
 
 
@@ -76,7 +76,8 @@ def run_backfill(spark: SparkSession, project: Project, args: argparse.Namespace
         raise LakepipeError(f"--layer {args.layer} needs --from and --to")
     events = project.pipeline(args.pipeline).layout.silver.name
     if args.layer == "silver" and args.table in (None, events):
-        return backfill_silver(spark, project, args.pipeline, start, end, args.dry_run, args.force)
+        return backfill_silver(spark, project, args.pipeline, start, end, args.dry_run, args.force,
+                               getattr(args, "kafka_time", False))  # fmt: skip
     if not args.table:
         raise LakepipeError("--layer gold needs --table (the output to recompute)")
     if project.table(args.table).layer != args.layer:

@@ -57,10 +57,16 @@ def rough_event_time(raw: DataFrame, f: FieldSpec) -> Column:
     Every record whose contract parse yields an event time gets the same value here (others may get one
     too, which only widens the lookup), so the lookup covers every valid record's hour.
     """
-    text = F.coalesce(*[F.get_json_object(F.col("value").cast("string"), f"$.{p}") for p in f.json_paths])
-    if f.unit == "ms":
-        return F.timestamp_millis(text.try_cast("bigint"))
-    return text.try_cast("timestamp")
+    return F.expr(rough_event_time_sql(f))
+
+
+def rough_event_time_sql(f: FieldSpec, value: str = "value") -> str:
+    """`rough_event_time` as a SQL expression over the bytes column `value` (for a Delta replaceWhere)."""
+    paths = ", ".join(f"get_json_object(CAST(`{value}` AS STRING), '$.{p}')" for p in f.json_paths)
+    text = f"coalesce({paths})"
+    if f.unit in ("ms", "us"):
+        return f"timestamp_{'millis' if f.unit == 'ms' else 'micros'}(try_cast({text} AS BIGINT))"
+    return f"try_cast({text} AS TIMESTAMP)"
 
 
 def batch_hours(raw: DataFrame, f: FieldSpec) -> tuple[list[int], bool]:
