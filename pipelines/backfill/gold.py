@@ -8,8 +8,9 @@
   fraud rules) cannot be recomputed this way and say so.
 - A rebuild output (SCD tables, revenue per tier): every key value touched by silver rows in the range is
   recomputed from all of silver, exactly as the stream does.
-A running stream keeps writing meanwhile: a conflicting commit is retried, and since both write absolute
-values computed from silver, the table ends up equal to a full recomputation either way.
+Beside a running stream, only the windows the stream has closed are replaced (those ending at or before the
+watermark its next micro-batch will use): it never writes those again, so the two never race on a window; a
+commit that still conflicts at the file level is retried.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def backfill_output(spark: SparkSession, project: Project, pipeline: str, table:
     if o is None:
         raise LakepipeError(f"pipeline {pipeline} has no output '{table}' (outputs: {', '.join(x.name for x in p.spec.outputs)})")
     source = p.source_layout(o).silver.path
-    version = _version(spark, source)
+    version = audit.table_version(spark, source)
     range_text = f"event time [{start.isoformat()}, {end.isoformat()})"
     bid = audit.backfill_id(p, {"layer": o.layer, "table": table, "start": start, "end": end}, version, o.name)
     record = audit.Record(bid, pipeline, o.layer, table, range_text)
@@ -120,10 +121,5 @@ def time_column(schema: T.StructType, keys: tuple[str, ...]) -> str:
             return name
     raise LakepipeError(f"no timestamp column to select a range by (columns: {', '.join(types)})")
 
-
-def _version(spark: SparkSession, path: str) -> int:
-    from delta.tables import DeltaTable
-
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
 
 

@@ -41,7 +41,7 @@ def backfill_silver(spark: SparkSession, project: Project, pipeline: str, start:
         rough = rough_event_time_sql(contract.field(spec.event_time))
         on_bronze, on_silver, on_quarantine = within(f"({rough})"), within(f"`{spec.event_time}`"), within(f"({rough})")
     bronze = spark.read.format("delta").load(lay.bronze.path).where(F.expr(on_bronze))
-    version = int(spark.sql(f"DESCRIBE HISTORY delta.`{lay.bronze.path}` LIMIT 1").first().version)
+    version = audit.table_version(spark, lay.bronze.path)
     range_text = f"{'Kafka' if kafka_time else 'event'} time [{start.isoformat()}, {end.isoformat()})"
     bid = audit.backfill_id(p, {"layer": "silver", "table": lay.silver.name, "start": start, "end": end,
                                 "kafka_time": kafka_time}, version)  # fmt: skip

@@ -218,33 +218,44 @@ def test_silver_re_derived_from_bronze_after_a_contract_fix(spark, test_settings
     assert gold_activity(spark, p) == expected_activity(accepted) and silver.count() == len(accepted)
 
 
-def test_a_gold_backfill_beside_the_running_stream(spark, test_settings):
-    """The pipeline runs continuously while events arrive; two gold backfills run meanwhile. Once both are done
-    (the stream drained by a last --once run), gold equals the independent computation, each key once."""
+def beside_the_stream(spark, settings, events: list, backfills) -> None:
+    """Run the pipeline continuously, send `events` in pieces meanwhile, run `backfills()` once the stream has
+    taken its first records; then stop, and drain what is left with a --once run."""
     import threading
 
     from pipelines.engine import runner
-    from tests.support import send as send_events
 
-    gen = ClickstreamGenerator(seed=31, start=START, events_per_second=2)
-    events = [gen.next_event() for _ in range(1500)]
-    send_events(test_settings, events[:300])
-    project = load_project(test_settings, ["clickstream"])
+    project = load_project(settings, ["clickstream"])
     queries = runner.start_all(spark, project, ["clickstream"], {"processingTime": "1 second"})
-    producer = threading.Thread(target=lambda: [send_events(test_settings, events[i : i + 100]) for i in range(300, 1500, 100)])
+    silver = next(q for q in queries if q.name == "clickstream.silver")
+    producer = threading.Thread(target=lambda: [send(settings, events[i : i + 100]) for i in range(0, len(events), 100)])
     try:
+        while not any(p.numInputRows for p in silver.recentProgress):
+            silver.awaitTermination(0.5)
         producer.start()
-        ranges = [(START, START.replace(minute=4)), (START.replace(minute=2), START.replace(minute=8))]
-        for start, end in ranges:
-            done = backfill(spark, test_settings, table="clickstream_revenue_per_minute", start=start.isoformat(), end=end.isoformat())
-            assert done.status == "succeeded"
+        backfills()
         producer.join()
         for q in queries:
             runner.raise_if_failed(q, queries)
     finally:
         for q in queries:
             q.stop()
-    run_once(spark, test_settings, ["clickstream"])
+    run_once(spark, settings, ["clickstream"])
+
+
+def test_a_gold_backfill_beside_the_running_stream(spark, test_settings):
+    """The pipeline runs continuously while events arrive; two gold backfills run meanwhile. Once both are done
+    (the stream drained by a last --once run), gold equals the independent computation, each key once."""
+    gen = ClickstreamGenerator(seed=31, start=START, events_per_second=2)
+    events = [gen.next_event() for _ in range(1500)]
+    send(test_settings, events[:300])
+
+    def backfills() -> None:
+        for start, end in [(START, START.replace(minute=4)), (START.replace(minute=2), START.replace(minute=8))]:
+            done = backfill(spark, test_settings, table="clickstream_revenue_per_minute", start=start.isoformat(), end=end.isoformat())
+            assert done.status == "succeeded"
+
+    beside_the_stream(spark, test_settings, events[300:], backfills)
     p = pipeline(test_settings, "clickstream")
     gold = table(spark, p, "clickstream_revenue_per_minute")
     assert gold.count() == gold.select("window_start", "category", "currency").distinct().count()
@@ -387,31 +398,16 @@ def test_a_new_output_is_complete_from_its_first_run(spark, test_settings, tmp_p
 
 
 def test_a_silver_backfill_beside_the_running_stream_keeps_every_row_once(spark, test_settings):
-    import threading
-
-    from pipelines.engine import runner
-
     gen = ClickstreamGenerator(seed=71, start=START, events_per_second=5, faults=FaultRates(exact_duplicate=0.03, malformed=0.05))
     events = [gen.next_event() for _ in range(1500)]
     send(test_settings, events[:500])
-    project = load_project(test_settings, ["clickstream"])
-    queries = runner.start_all(spark, project, ["clickstream"], {"processingTime": "1 second"})
-    silver_q = next(q for q in queries if q.name == "clickstream.silver")
-    try:
-        while not any(p.numInputRows for p in silver_q.recentProgress):
-            silver_q.awaitTermination(0.5)
-        producer = threading.Thread(target=lambda: [send(test_settings, events[i : i + 100]) for i in range(500, 1500, 100)])
-        producer.start()
+
+    def backfills() -> None:
         for _ in range(2):
             done = backfill(spark, test_settings, layer="silver", start="2000-01-01", end="2100-01-01", force=True)
             assert done.status == "succeeded", done.summary()
-        producer.join()
-        for q in queries:
-            runner.raise_if_failed(q, queries)
-    finally:
-        for q in queries:
-            q.stop()
-    run_once(spark, test_settings, ["clickstream"])
+
+    beside_the_stream(spark, test_settings, events[500:], backfills)
     p = pipeline(test_settings, "clickstream")
     silver = table(spark, p, "clickstream_events")
     accepted = reaching_silver(events)

@@ -11,8 +11,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import types as T
 
+from pipelines.domains.customers.simulator import CdcFaults
 from pipelines.domains.orders.gold import orders_by_tier
-from pipelines.domains.orders.simulator import OrderFaults, OrdersGenerator, unscaled_base64
+from pipelines.domains.orders.simulator import OrdersGenerator, unscaled_base64
 from pipelines.engine.validation import parse_records
 from pipelines.model.contract import contract_path, load_contract
 from tests.conftest import CONTRACTS
@@ -27,7 +28,7 @@ def contract():
 
 
 def test_every_simulated_envelope_gets_exactly_its_promised_reasons(spark, contract):
-    events = [e for e in itertools.islice(OrdersGenerator(seed=5, start=START, orders=30, faults=OrderFaults(0.05, 0.1)).events(), 400)
+    events = [e for e in itertools.islice(OrdersGenerator(seed=5, start=START, orders=30, faults=CdcFaults(exact_duplicate=0.05, malformed=0.1)).events(), 400)
               if e.value is not None]  # fmt: skip
     rows = parse_records(raw(spark, *[e.value for e in events]), contract).orderBy("offset").collect()
     assert [tuple(r.reasons) for r in rows] == [e.reasons for e in events]

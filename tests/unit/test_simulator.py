@@ -92,7 +92,7 @@ def test_domain_simulators_are_deterministic_and_resend_exactly(name):
 
     from pipelines.domains.customers.simulator import CdcFaults, CdcGenerator
     from pipelines.domains.iot.simulator import IotFaults, IotGenerator
-    from pipelines.domains.orders.simulator import OrderFaults, OrdersGenerator
+    from pipelines.domains.orders.simulator import OrdersGenerator
     from pipelines.domains.payments.simulator import PaymentFaults, PaymentsGenerator
 
     start = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
@@ -100,7 +100,7 @@ def test_domain_simulators_are_deterministic_and_resend_exactly(name):
         "iot": lambda: IotGenerator(seed=1, start=start, devices=20, faults=IotFaults(exact_duplicate=0.1, malformed=0.05)),
         "payments": lambda: PaymentsGenerator(seed=1, start=start, faults=PaymentFaults(exact_duplicate=0.1, malformed=0.05, fraud=0.05)),
         "customers": lambda: CdcGenerator(seed=1, start=start, customers=20, faults=CdcFaults(exact_duplicate=0.1, malformed=0.05)),
-        "orders": lambda: OrdersGenerator(seed=1, start=start, orders=20, faults=OrderFaults(exact_duplicate=0.1, malformed=0.05)),
+        "orders": lambda: OrdersGenerator(seed=1, start=start, orders=20, faults=CdcFaults(exact_duplicate=0.1, malformed=0.05)),
     }[name]  # fmt: skip
     first, second = (list(itertools.islice(make().events(), 600)) for _ in range(2))
     assert first == second, "same seed, same events"

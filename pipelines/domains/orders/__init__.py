@@ -9,7 +9,8 @@ from pyspark.sql import functions as F
 
 from pipelines.domains import Demo, DemoRun, Domain, SimulatorOptions
 from pipelines.domains.customers.shop import ShopChanges
-from pipelines.domains.orders.simulator import OrderFaults, OrdersGenerator
+from pipelines.domains.customers.simulator import CdcFaults
+from pipelines.domains.orders.simulator import OrdersGenerator
 from pipelines.model.config import Settings
 
 FAULTS = {
@@ -19,7 +20,7 @@ FAULTS = {
 
 
 def simulator(o: SimulatorOptions) -> OrdersGenerator:
-    return OrdersGenerator(seed=o.seed, start=o.start, faults=OrderFaults(exact_duplicate=o.rate("duplicates"), malformed=o.rate("malformed")))
+    return OrdersGenerator(seed=o.seed, start=o.start, faults=CdcFaults(exact_duplicate=o.rate("duplicates"), malformed=o.rate("malformed")))
 
 
 @dataclass

@@ -14,10 +14,9 @@ import base64
 import datetime as dt
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 
-from pipelines.domains.customers.simulator import iso_micros
+from pipelines.domains.customers.simulator import CdcFaults, iso_micros
 from pipelines.simulators.base import TOMBSTONE, RecentEvents, SimEvent, encode
 
 CURRENCIES = ("USD", "EUR", "GBP")
@@ -31,16 +30,6 @@ def unscaled_base64(amount: Decimal, scale: int = 2) -> str:
     return base64.b64encode(n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big", signed=True)).decode()
 
 
-@dataclass(frozen=True)
-class OrderFaults:
-    exact_duplicate: float = 0.0
-    malformed: float = 0.0
-
-    def __post_init__(self) -> None:
-        if any(r < 0 for r in vars(self).values()) or sum(vars(self).values()) > 1:
-            raise ValueError("fault rates must be >= 0 and add up to at most 1")
-
-
 class OrdersGenerator:
     def __init__(
         self,
@@ -49,7 +38,7 @@ class OrdersGenerator:
         orders: int = 200,
         customers: int = 500,
         changes_per_hour: float = 600.0,
-        faults: OrderFaults = OrderFaults(),
+        faults: CdcFaults = CdcFaults(),  # out_of_order does not apply to orders
     ) -> None:
         self.rng = random.Random(seed)
         self.clock_ms = int((start or dt.datetime.now(dt.UTC)).timestamp() * 1000)
