@@ -33,6 +33,20 @@ def iso_micros(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def debezium_envelope(table: str, op: str, before: dict | None, after: dict | None, commit_ms: int, lsn: int) -> dict:
+    """A change of `public.<table>` in the shape the PostgreSQL connector writes (JsonConverter, no schema)."""
+    return {
+        "before": before,
+        "after": after,
+        "source": {"version": "3.6.1.Final", "connector": "postgresql", "name": "shop", "ts_ms": commit_ms,
+                   "snapshot": "true" if op == "r" else "false", "db": "shop", "schema": "public",
+                   "table": table, "txId": lsn // 7, "lsn": lsn},
+        "transaction": None,
+        "op": op,
+        "ts_ms": commit_ms + 150,  # when the connector read it
+    }
+
+
 @dataclass(frozen=True)
 class CdcFaults:
     exact_duplicate: float = 0.0
@@ -149,16 +163,7 @@ class CdcGenerator:
         return row
 
     def _envelope(self, op: str, before: dict | None, after: dict | None) -> dict:
-        return {
-            "before": before,
-            "after": after,
-            "source": {"version": "3.6.1.Final", "connector": "postgresql", "name": "shop", "ts_ms": self.clock_ms,
-                       "snapshot": "true" if op == "r" else "false", "db": "shop", "schema": "public",
-                       "table": "customers", "txId": self.lsn // 7, "lsn": self.lsn},
-            "transaction": None,
-            "op": op,
-            "ts_ms": self.clock_ms + 150,  # when the connector read it
-        }
+        return debezium_envelope("customers", op, before, after, self.clock_ms, self.lsn)
 
     def _malformed(self) -> SimEvent:
         cid = self.rng.choice(sorted(self.rows)) if self.rows else "u00000"

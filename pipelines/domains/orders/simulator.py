@@ -16,7 +16,7 @@ import random
 from collections.abc import Iterator
 from decimal import Decimal
 
-from pipelines.domains.customers.simulator import CdcFaults, iso_micros
+from pipelines.domains.customers.simulator import CdcFaults, debezium_envelope, iso_micros
 from pipelines.simulators.base import TOMBSTONE, RecentEvents, SimEvent, encode
 
 CURRENCIES = ("USD", "EUR", "GBP")
@@ -99,16 +99,7 @@ class OrdersGenerator:
         return row
 
     def _envelope(self, op: str, before: dict | None, after: dict | None) -> dict:
-        return {
-            "before": before,
-            "after": after,
-            "source": {"version": "3.6.1.Final", "connector": "postgresql", "name": "shop", "ts_ms": self.clock_ms,
-                       "snapshot": "true" if op == "r" else "false", "db": "shop", "schema": "public",
-                       "table": "orders", "txId": self.lsn // 7, "lsn": self.lsn},
-            "transaction": None,
-            "op": op,
-            "ts_ms": self.clock_ms + 150,
-        }
+        return debezium_envelope("orders", op, before, after, self.clock_ms, self.lsn)
 
     def _malformed(self) -> SimEvent:
         row = {"order_id": 10**9 + self.rng.randrange(10**6), "customer_id": "u00001",
