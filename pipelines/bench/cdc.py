@@ -22,18 +22,16 @@ from pyspark.sql import functions as F
 
 from pipelines.bench.common import Figure, Topics
 from pipelines.bench.latency import (
-    batch_ends,
     batch_profile,
     delta_consumed,
     kafka_consumed,
     latencies,
-    ready_times,
     summary,
     wait_for,
 )
 from pipelines.domains.customers.simulator import CdcGenerator
 from pipelines.engine import runner
-from pipelines.engine.delta_log import file_versions
+from pipelines.engine.delta_log import followed_by, latest_version
 from pipelines.errors import LakepipeError
 from pipelines.model.config import LakeSettings, PipelineSettings, Settings
 from pipelines.model.project import load_project
@@ -88,13 +86,13 @@ def commit_to_silver(spark, cdc: Settings, root: Path, rate: float, seconds: flo
     by_name = {q.name: q for q in queries}
     layout = project.pipeline("customers").layout
     bronze, silver = layout.bronze.path, layout.silver.path
-    scd1 = by_name["customers.silver.customers"]
+    scd1 = layout.output("customers").path  # written by the silver query, after each silver append
 
     def caught_up(mark: int) -> bool:
         local_cdc.wait_streamed(cdc, mark, ("customers",))
         end = sum(kafka_admin.end_offsets(cdc.kafka, local_cdc.topic(cdc, "customers")).values())
-        return wait_for(lambda: kafka_consumed(by_name["customers.bronze"], end) and delta_consumed(scd1, silver)
-                        and delta_consumed(by_name["customers.silver"], bronze), 300)  # fmt: skip
+        return wait_for(lambda: kafka_consumed(by_name["customers.bronze"], end) and latest_version(silver) in
+                        followed_by(silver, scd1) and delta_consumed(by_name["customers.silver"], bronze), 300)  # fmt: skip
 
     try:
         if not caught_up(paced_updates(cdc, rate, WARMUP_SECONDS)[0]):
@@ -106,13 +104,12 @@ def commit_to_silver(spark, cdc: Settings, root: Path, rate: float, seconds: flo
     finally:
         for q in queries:
             q.stop()
-    versions = sorted(set(file_versions(silver).values()))
     rows = spark.read.format("delta").load(silver).where(F.unix_millis("change_time") >= since)
     to_kafka = rows.select((F.unix_millis("kafka_timestamp") - F.unix_millis("change_time")).alias("ms")).toPandas()["ms"]
     measured = {
         "kafka": summary(to_kafka, 0),
         "silver": summary(*latencies(spark, silver, "change_time", since)),
-        "scd1": summary(*latencies(spark, silver, "change_time", since, ready_times(batch_ends(scd1), versions))),
+        "scd1": summary(*latencies(spark, silver, "change_time", since, followed_by(silver, scd1))),
     }
     return Figure(
         "C1", f"p99 ms commit in PostgreSQL -> current in silver's SCD1 table / commit -> Kafka record (the connector "

@@ -33,3 +33,15 @@ def latest_version(table: str) -> int:
     """The newest committed version, -1 if there is none."""
     commits = _commits(table)
     return int(commits[-1].stem) if commits else -1
+
+
+def followed_by(table: str, follower: str) -> dict[int, float]:
+    """Version of `table` -> when `follower` (a table written after it in the same micro-batch, e.g. an SCD table
+    after silver) first committed at or after it (epoch ms); versions not followed yet are left out."""
+    after = sorted(commit_times(follower).values())
+    out = {}
+    for version, t in commit_times(table).items():
+        later = [f for f in after if f >= t]
+        if later:
+            out[version] = later[0]
+    return out

@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine.bronze import start_bronze
-from pipelines.engine.gold.outputs import start_output
+from pipelines.engine.gold.outputs import inline_rebuilds, retire_inline_queries, start_output
 from pipelines.engine.silver import start_silver
 from pipelines.engine.tables import create_tables
 from pipelines.errors import PipelineFailedError
@@ -79,10 +79,12 @@ def _stages(
     for p in pipelines:
         kafka_admin.require_topic(project.settings.kafka, p.topic)
         create_tables(spark, project, p)
+        retire_inline_queries(spark, p)
     return [
         [lambda p=p: _bronze(spark, project.settings, p, trigger) for p in pipelines],
         [lambda p=p: _silver(spark, p, trigger) for p in pipelines],
-        [lambda p=p, o=o: start_output(spark, p, o, trigger) for p in pipelines for o in p.spec.outputs if not o.derived],
+        [lambda p=p, o=o: start_output(spark, p, o, trigger) for p in pipelines for o in p.spec.outputs
+         if not o.derived and not o.inline],  # fmt: skip
         [lambda p=p, o=o: start_output(spark, p, o, trigger) for p in pipelines for o in p.spec.outputs if o.derived],
     ]
 
@@ -94,7 +96,7 @@ def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict)
 
 
 def _silver(spark: SparkSession, p: Pipeline, trigger: dict) -> StreamingQuery:
-    return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite)
+    return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite, inline_rebuilds(p))
 
 
 def _await_all(queries: list[StreamingQuery], result: RunResult) -> None:

@@ -14,7 +14,9 @@ pipeline's expectation suite (`pipelines.quality`), then every record gets one o
 A broken `fail` rule (row or batch level) stops the query before anything of the batch is written except its
 quality results. The writes of a batch (quality results, audit row, quarantine, silver) are exactly-once Delta
 appends keyed by the query's id and the batch id (`BatchAppender`), so a batch re-run after a crash writes
-nothing twice.
+nothing twice. Then the pipeline's inline outputs (SCD tables: rebuilds from its own silver alone) are recomputed
+for the batch's keys (`refresh_inline`), so they are current as soon as silver is, without a query and a hop
+of their own.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine.dedup import existing_rows
 from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id
+from pipelines.engine.gold.rebuild import RebuildWriter
 from pipelines.engine.validation import parse_records
 from pipelines.errors import QualityFailedError
 from pipelines.model import durations
@@ -176,9 +179,10 @@ class SilverBatchWriter:
 
     def __init__(
         self, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, checkpoint: str,
-        suite: QualitySuite | None = None, query_name: str = "",
+        suite: QualitySuite | None = None, query_name: str = "", rebuilds: Sequence[RebuildWriter] = (),
     ) -> None:  # fmt: skip
         self.contract = contract
+        self.rebuilds = list(rebuilds)
         self.spec = spec
         self.layout = layout
         self.checkpoint = checkpoint
@@ -231,6 +235,7 @@ class SilverBatchWriter:
                 writes.append(lambda: append(quarantined, self.layout.quarantine.path, app_id, batch_id))
             for done in [self._pool.submit(w) for w in writes]:
                 done.result()  # the first failure fails the batch; a re-run skips what was written
+            refresh_inline(spark, self.rebuilds, classified, self._pool)
         finally:
             raw.unpersist()
             if classified is not None:
@@ -291,16 +296,37 @@ class SilverBatchWriter:
         return spark.sparkContext.applicationId
 
 
+def refresh_inline(
+    spark: SparkSession, rebuilds: Sequence[RebuildWriter], classified: DataFrame, pool: ThreadPoolExecutor | None = None
+) -> None:  # fmt: skip
+    """Recompute the inline outputs (SCD tables) for every key value of the batch's valid records: first copies
+    and exact re-sends alike, so that a batch re-run after a crash between its silver append and this refresh (its
+    rows then all re-sends of what it appended) still refreshes them. Side by side, each one Delta commit."""
+    if not rebuilds:
+        return
+    keys = sorted({w.key for w in rebuilds})
+    rows = classified.where(F.col(OUTCOME).isin(SILVER, EXACT_DUPLICATE)).select(*keys).distinct().collect()
+    if not rows:
+        return
+    if pool is None:
+        for w in rebuilds:
+            w.rebuild(spark, [r[w.key] for r in rows])
+        return
+    for done in [pool.submit(w.rebuild, spark, [r[w.key] for r in rows]) for w in rebuilds]:
+        done.result()
+
+
 def start_silver(
     spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, trigger: dict, name: str,
-    suite: QualitySuite | None = None,
+    suite: QualitySuite | None = None, rebuilds: Sequence[RebuildWriter] = (),
 ) -> StreamingQuery:  # fmt: skip
+    """The silver query; `rebuilds` are the pipeline's inline outputs, refreshed after each micro-batch's writes."""
     checkpoint = layout.checkpoint("silver")
     return (
         spark.readStream.format("delta")
         .load(layout.bronze.path)
         .writeStream.queryName(name)
-        .foreachBatch(SilverBatchWriter(contract, spec, layout, checkpoint, suite, name))
+        .foreachBatch(SilverBatchWriter(contract, spec, layout, checkpoint, suite, name, rebuilds))
         .option("checkpointLocation", checkpoint)
         .trigger(**trigger)
         .start()

@@ -113,6 +113,12 @@ class OutputSpec:
         """Reads other tables (so it runs after the other outputs in a `--once` run)."""
         return bool(self.rebuild and (self.rebuild.source or self.rebuild.lookups))
 
+    @property
+    def inline(self) -> bool:
+        """A rebuild from the pipeline's own silver alone (SCD tables): written by the silver query itself, in the
+        micro-batch that appends the rows it derives from, instead of by a query of its own."""
+        return bool(self.rebuild) and not self.derived
+
 
 @dataclass(frozen=True)
 class QualitySpec:

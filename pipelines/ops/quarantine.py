@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.engine.delta_io import append_once
+from pipelines.engine.gold.outputs import inline_rebuilds
 from pipelines.engine.silver import (
     DROPPED_OUTCOME,
     EXACT_DUPLICATE,
@@ -25,6 +26,7 @@ from pipelines.engine.silver import (
     QUARANTINE,
     SILVER,
     classify_validated,
+    refresh_inline,
     to_silver_rows,
     validate,
 )  # fmt: skip
@@ -80,6 +82,7 @@ def replay(spark: SparkSession, pipeline, reason: str | None = None, since: str 
             if counts.get(SILVER):
                 silver = to_silver_rows(classified, pipeline.contract, spec)
                 append_once(silver, layout.silver.path, replay_id, 0, merge_schema=True)
+            refresh_inline(spark, inline_rebuilds(pipeline), classified)  # the SCD tables, which no query refreshes
             mark(spark, layout.quarantine.path, classified, replay_id)
         finally:
             classified.unpersist()

@@ -2,7 +2,8 @@
 
 - Upsert: the output's function over the watermarked silver stream, MERGEd by its keys (update mode);
 - Append: the same, appended (rows final once the watermark passes);
-- Rebuild: every key value a micro-batch touches recomputed from silver (`RebuildWriter`).
+- Rebuild: every key value a micro-batch touches recomputed from silver (`RebuildWriter`). A rebuild from the
+  pipeline's own silver alone (`OutputSpec.inline`: SCD tables) has no query: the silver query refreshes it.
 
 A query is named `<pipeline>.<layer>.<output>`. Its checkpoint stays at `<pipeline>/gold/<output>` whatever
 the layer, where every lakepipe so far has kept it, so that running queries carry on after an upgrade.
@@ -13,27 +14,56 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from pipelines.engine.delta_io import upsert_nonempty
+from pipelines.engine.delta_io import hadoop_path, upsert_nonempty
 from pipelines.engine.gold.rebuild import RebuildWriter
 from pipelines.model.project import Pipeline
 from pipelines.model.spec import Append, OutputSpec, Rebuild, Upsert
 
 
 def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict) -> StreamingQuery:
-    path = p.layout.output(o.name).path
     name = f"{p.name}.{o.layer}.{o.name}"
-    checkpoint = p.layout.checkpoint(f"gold/{o.name}")
+    checkpoint = output_checkpoint(p, o)
     match o.write:
-        case Rebuild(key=key):
+        case Rebuild():
             source = p.source_layout(o).silver.path
-            writer = RebuildWriter(p.functions[o.name], key, source, path, p.lookup_paths(o), o.options)
-            query = _silver_stream(spark, source).writeStream.foreachBatch(writer)
+            query = _silver_stream(spark, source).writeStream.foreachBatch(rebuild_writer(p, o))
         case Append():
+            path = p.layout.output(o.name).path
             query = _rows(spark, p, o).writeStream.format("delta").outputMode("append").option("path", path)
         case Upsert(keys=keys, delete_flag=flag):
+            path = p.layout.output(o.name).path
             upsert = lambda batch, _batch_id: upsert_nonempty(batch, path, keys, flag)  # noqa: E731
             query = _rows(spark, p, o).writeStream.outputMode("update").foreachBatch(upsert)
     return query.queryName(name).option("checkpointLocation", checkpoint).trigger(**trigger).start()
+
+
+def rebuild_writer(p: Pipeline, o: OutputSpec) -> RebuildWriter:
+    source = p.source_layout(o).silver.path
+    return RebuildWriter(p.functions[o.name], o.rebuild.key, source, p.layout.output(o.name).path, p.lookup_paths(o), o.options)
+
+
+def inline_rebuilds(p: Pipeline) -> list[RebuildWriter]:
+    """The writers of `p`'s inline outputs (`OutputSpec.inline`), which its silver query runs after each append."""
+    return [rebuild_writer(p, o) for o in p.spec.outputs if o.inline]
+
+
+def output_checkpoint(p: Pipeline, o: OutputSpec) -> str:
+    return p.layout.checkpoint(f"gold/{o.name}")
+
+
+def retire_inline_queries(spark: SparkSession, p: Pipeline) -> list[str]:
+    """Before inline outputs, each was written by a query of its own. Where such a query's checkpoint exists, it
+    runs once more to the end of silver (the rows it had not taken yet), then its checkpoint is renamed to
+    `<checkpoint>.retired`, so an upgrade misses no change. Returns the outputs retired."""
+    retired = []
+    for o in p.spec.outputs:
+        checkpoint = output_checkpoint(p, o)
+        fs, path = hadoop_path(spark, checkpoint)
+        if o.inline and fs.exists(path):
+            start_output(spark, p, o, {"availableNow": True}).awaitTermination()
+            fs.rename(path, hadoop_path(spark, checkpoint.rstrip("/") + ".retired")[1])
+            retired.append(o.name)
+    return retired
 
 
 def _silver_stream(spark: SparkSession, path: str):  # noqa: ANN202

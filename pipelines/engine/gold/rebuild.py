@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.engine.delta_io import replace_where
@@ -54,10 +54,13 @@ class RebuildWriter:
         self.lookups, self.options = dict(lookups), dict(options)
 
     def __call__(self, batch: DataFrame, _batch_id: int) -> None:
-        values = sorted(r[0] for r in batch.select(self.key).distinct().collect() if r[0] is not None)
+        self.rebuild(batch.sparkSession, [r[0] for r in batch.select(self.key).distinct().collect()])
+
+    def rebuild(self, spark: SparkSession, values: list) -> None:
+        """Recompute the table's rows for these key values (nulls ignored) from the source's current rows."""
+        values = sorted({v for v in values if v is not None})
         if not values:
             return
-        spark = batch.sparkSession
         rows = spark.read.format("delta").load(self.source_path).where(F.col(self.key).isin(values))
         lookups = {arg: spark.read.format("delta").load(p) for arg, p in self.lookups.items()}
         out = self.function(rows, **lookups, **self.options)
