@@ -55,9 +55,29 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from pipelines.platform import local_broker
+    from pipelines.errors import TopicMissingError
+    from pipelines.ops.status import pipeline_status
+    from pipelines.platform import kafka_admin, local_broker
 
-    print(local_broker.status(_settings(args)))
+    settings = _settings(args)
+    broker = local_broker.status(settings)
+    names = args.pipelines or settings.pipeline_names()
+    project = _project(args, names) if names else None
+    if names and not kafka_admin.is_reachable(settings.kafka):
+        print(broker)
+        print(f"Kafka at {settings.kafka.bootstrap_servers} is not reachable: lag unknown (start it with `lakepipe up`)")
+        return 1
+    states, missing = [], []
+    for n in names:
+        try:
+            states.append(pipeline_status(settings, project.pipeline(n)))
+        except TopicMissingError:
+            missing.append(f"{n}: topic {project.topic(n)} does not exist yet (nothing sent)")
+    if args.json:
+        print(json.dumps({"broker": broker, "pipelines": [s.to_dict() for s in states], "missing": missing}, indent=2))
+    else:
+        for line in [broker, *(s.line() for s in states), *missing]:
+            print(line)
     return 0
 
 
@@ -304,7 +324,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add("up", _cmd_up, "start the local Kafka broker (reuses a running one)")
     add("down", _cmd_down, "stop the local Kafka broker")
-    add("status", _cmd_status, "say whether the local Kafka broker runs")
+    p = add("status", _cmd_status, "whether the local broker runs; per pipeline, bronze's lag behind Kafka and each table's last commit")
+    p.add_argument("pipelines", nargs="*", help="pipeline names (default: every pipeline of the environment)")
+    p.add_argument("--json", action="store_true", help="as JSON")
     p = add("cdc", _cmd_cdc, "the local change-data-capture source: PostgreSQL (shop database) and Debezium on Kafka Connect")
     p.add_argument("action", choices=("up", "down", "status"))
     p = add("config", _cmd_config, "print the resolved configuration, secrets masked")

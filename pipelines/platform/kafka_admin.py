@@ -89,16 +89,18 @@ def require_topic(kafka: KafkaSettings, topic: str) -> None:
 
 def end_offsets(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> dict[int, int]:
     """High watermark per partition of `topic` (the offset the next record will get)."""
+    return {p: high for p, (_, high) in watermark_offsets(kafka, topic, timeout).items()}
+
+
+def watermark_offsets(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """(log start offset, high watermark) per partition of `topic`."""
     from confluent_kafka import Consumer, TopicPartition
 
+    require_topic(kafka, topic)
     consumer = Consumer(client_config(kafka, **{"group.id": "lakepipe-offsets", "enable.auto.commit": False}))
     try:
         meta = consumer.list_topics(topic, timeout=timeout)
         parts = meta.topics[topic].partitions
-        out = {}
-        for p in parts:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            out[p] = high
-        return out
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in parts}
     finally:
         consumer.close()
