@@ -26,7 +26,8 @@ from pyspark.sql import types as T
 
 from pipelines.backfill import audit
 from pipelines.engine.delta_io import committed_watermark_ms, replace_where, retry_on_conflict
-from pipelines.engine.gold.rebuild import RebuildWriter, sql_literal
+from pipelines.engine.gold.outputs import rebuild_writer
+from pipelines.engine.gold.rebuild import sql_literal
 from pipelines.errors import LakepipeError
 from pipelines.model.project import Pipeline, Project
 from pipelines.model.spec import OutputSpec
@@ -72,8 +73,7 @@ def recompute_output(spark: SparkSession, p: Pipeline, o: OutputSpec, start: dt.
     event-time range [start, end). (Rows or key values written, rows replaced.)"""
     path = p.layout.output(o.name).path
     if o.rebuild:
-        writer = RebuildWriter(p.functions[o.name], o.rebuild.key, p.source_layout(o).silver.path, path,
-                               p.lookup_paths(o), o.options)  # fmt: skip
+        writer = rebuild_writer(p, o)
         keys = touched.select(o.rebuild.key).distinct().count()
         retry_on_conflict(lambda: writer(touched, 0))
         return keys, 0

@@ -4,6 +4,7 @@ added each data file. Used to measure how soon written rows become readable (see
 
 from __future__ import annotations
 
+import bisect
 import json
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def followed_by(table: str, follower: str) -> dict[int, float]:
     after = sorted(commit_times(follower).values())
     out = {}
     for version, t in commit_times(table).items():
-        later = [f for f in after if f >= t]
-        if later:
-            out[version] = later[0]
+        i = bisect.bisect_left(after, t)
+        if i < len(after):
+            out[version] = after[i]
     return out
