@@ -74,7 +74,7 @@ def bench_cdc(spark, settings: Settings, topics: Topics, scratch: Path, quick: b
         if "C2" in only:
             figures.append(changes_per_second(spark, cdc, topics, scratch / "c2", 2_000 if quick else 20_000))
     finally:
-        local_cdc.stop(cdc)
+        local_cdc.remove(cdc)
     return figures
 
 

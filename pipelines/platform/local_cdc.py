@@ -12,8 +12,11 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import time
@@ -44,12 +47,19 @@ class CdcPaths:
     state: Path
 
     @property
+    def pg_home(self) -> Path:
+        """Where the database's files live: the state folder, unless PostgreSQL runs as `postgres` (started as
+        root) and that user cannot reach it (e.g. a checkout in a private 0700 temporary folder); then a folder
+        of the state's own under the `postgres` user's home."""
+        return _pg_home(self.state)
+
+    @property
     def pg_data(self) -> Path:
-        return self.state / "postgres"
+        return self.pg_home / "postgres"
 
     @property
     def pg_log(self) -> Path:
-        return self.state / "postgres.log"
+        return self.pg_home / "postgres.log"
 
     @property
     def connect_pid(self) -> Path:
@@ -70,6 +80,21 @@ class CdcPaths:
     @property
     def offsets(self) -> Path:
         return self.state / "connect.offsets"
+
+
+@functools.lru_cache(maxsize=32)
+def _pg_home(state: Path) -> Path:
+    if os.geteuid() != 0:
+        return state
+    reachable = next(d for d in (state, *state.parents) if d.exists())
+    if subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(reachable)]).returncode == 0:
+        return state
+    try:
+        home = Path(pwd.getpwnam("postgres").pw_dir)
+    except KeyError:
+        raise CdcError("no `postgres` user to run PostgreSQL as (it refuses to run as root): install the "
+                       "postgresql package, which creates it, or run lakepipe as another user") from None  # fmt: skip
+    return home / "lakepipe" / hashlib.sha1(str(state).encode()).hexdigest()[:12]
 
 
 def paths(settings: Settings) -> CdcPaths:
@@ -108,6 +133,14 @@ def stop(settings: Settings) -> list[str]:
     else:
         out.append("PostgreSQL is not running (nothing to stop)")
     return out
+
+
+def remove(settings: Settings) -> None:
+    """Stop both and delete every file of theirs, the database included (tests' and benchmarks' own sources)."""
+    stop(settings)
+    p = paths(settings)
+    for d in (p.state, p.pg_home):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def status(settings: Settings) -> list[str]:
@@ -267,7 +300,8 @@ def _start_postgres(settings: Settings) -> str:
     if fresh:
         p.pg_data.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            shutil.chown(p.pg_data, "postgres", "postgres")
+            for d in {p.pg_home, p.pg_data} - {p.state}:
+                shutil.chown(d, "postgres", "postgres")
         _pg(settings, "initdb", "-D", str(p.pg_data), "-U", "postgres", "--auth-local=trust",
             "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")  # fmt: skip
         with open(p.pg_data / "postgresql.conf", "a", encoding="utf-8") as conf:

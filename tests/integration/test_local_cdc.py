@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import uuid
 from decimal import Decimal
 
@@ -20,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError
 from pipelines.model.config import load_settings
 from pipelines.platform import local_cdc
 from pipelines.platform.processes import free_port
-from tests.conftest import PROJECT_DIR, write_conf
+from tests.conftest import write_conf
 
 pytestmark = pytest.mark.kafka
 
@@ -28,10 +27,10 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture(scope="module", params=[False, True], ids=["plain-json", "json-with-schemas"])
 def cdc(request, tmp_path_factory, kafka):
     """PostgreSQL and Connect on ports and topics of their own, with the JsonConverter's `schemas.enable` false
-    and then true; state under the project (the `postgres` user must reach it, which pytest's private temporary
-    folders do not allow)."""
+    and then true; state in pytest's private temporary folder, which the `postgres` user cannot enter when the
+    tests run as root (the database's files then live under that user's home)."""
     name = uuid.uuid4().hex[:8]
-    state = PROJECT_DIR / ".lakepipe" / f"test-cdc-{name}"
+    state = tmp_path_factory.mktemp("cdc-state")
     conf = write_conf(tmp_path_factory.mktemp("cdc") / "conf", "unused")
     with open(conf / "test.yaml", "a", encoding="utf-8") as f:
         f.write(f"local_cdc:\n  postgres_port: {free_port()}\n  connect_port: {free_port()}\n"
@@ -43,8 +42,7 @@ def cdc(request, tmp_path_factory, kafka):
         assert lines[0].startswith("PostgreSQL started") and lines[1].startswith("Kafka Connect started"), lines
         yield settings
     finally:
-        local_cdc.stop(settings)
-        shutil.rmtree(state, ignore_errors=True)
+        local_cdc.remove(settings)
 
 
 def read(settings, table: str, n: int, timeout: float = 60, unwrap: bool = True) -> list[tuple[dict, dict | None]]:
