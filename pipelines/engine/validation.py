@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 
+from pyspark import SparkContext
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -40,7 +41,7 @@ def parse_records(raw: DataFrame, contract: Contract) -> DataFrame:
     return df.select(*passthrough, *steps[-1])
 
 
-_STEPS: dict[int, tuple[Contract, list[list[Column]]]] = {}
+_STEPS: dict[tuple[int, str], list[list[Column]]] = {}  # (SparkContext, contract) -> the parse's expressions
 
 
 def _unwrapped(text: Column) -> Column:
@@ -51,11 +52,13 @@ def _unwrapped(text: Column) -> Column:
 
 
 def _parse_steps(contract: Contract) -> list[list[Column]]:
-    """The column expressions of each step of the parse, built once per contract: building them takes
-    thousands of calls into the JVM (~0.7 s), which each micro-batch would otherwise pay again."""
-    cached = _STEPS.get(id(contract))
-    if cached is not None and cached[0] is contract:
-        return cached[1]
+    """The column expressions of each step of the parse, built once per contract (by value: a query restarted
+    with the contract loaded again reuses them) and JVM: building them takes thousands of calls into the JVM
+    (~0.7-1.5 s), which each micro-batch would otherwise pay again."""
+    key = (id(SparkContext._active_spark_context), repr(contract))
+    cached = _STEPS.get(key)
+    if cached is not None:
+        return cached
     for f in contract.fields:
         if not _IDENT.match(f.name):
             raise ValueError(f"contract {contract.name}: field name '{f.name}' is not a plain identifier")
@@ -83,7 +86,7 @@ def _parse_steps(contract: Contract) -> list[list[Column]]:
         [*typed, F.col("extra"), F.col("reasons"),
          F.sha2(F.to_json(F.struct(*typed, F.col("extra"))), 256).alias("payload_hash")],
     ]  # fmt: skip
-    _STEPS[id(contract)] = (contract, steps)
+    _STEPS[key] = steps
     return steps
 
 
