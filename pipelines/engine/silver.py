@@ -12,7 +12,8 @@ pipeline's expectation suite (`pipelines.quality`), then every record gets one o
   earliest by Kafka timestamp, partition and offset);
 - `dropped`: valid but broken a rule whose action is `drop`: counted, not stored.
 A broken `fail` rule (row or batch level) stops the query before anything of the batch is written except its
-quality results. The writes of a batch (quality results, audit row, quarantine, silver) are exactly-once Delta
+quality results; so a suite's batch rules (Great Expectations, several Spark jobs) run before the writes when one
+of them may fail the batch, and beside them otherwise. The writes of a batch (quality results, audit row, quarantine, silver) are exactly-once Delta
 appends keyed by the query's id and the batch id (`BatchAppender`), so a batch re-run after a crash writes
 nothing twice. Then the pipeline's inline outputs (SCD tables: rebuilds from its own silver alone) are recomputed
 for the batch's keys (`refresh_inline`), so they are current as soon as silver is, without a query and a hop
@@ -21,7 +22,7 @@ of their own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from pyspark import StorageLevel
@@ -39,7 +40,7 @@ from pipelines.model import durations
 from pipelines.model.contract import Contract
 from pipelines.model.layout import PipelineLayout
 from pipelines.model.spec import PipelineSpec
-from pipelines.quality.batch_rules import BatchValidator
+from pipelines.quality.batch_rules import BatchValidator, RuleResult
 from pipelines.quality.results import ResultRow, results_frame, row_rule_success
 from pipelines.quality.row_rules import DROPPED, FAILED, WARNINGS, apply_row_rules
 from pipelines.quality.suite import QualitySuite, Rule
@@ -213,11 +214,11 @@ class SilverBatchWriter:
             counts, rule_counts, checked = self._count(classified)
             raw.unpersist()
             silver = to_silver_rows(classified, self.contract, self.spec)
-            quality, failures = self._check_quality(spark, classified, silver, batch_id, rule_counts, checked)
+            results, failures, deferred = self._check_quality(classified, silver, batch_id, rule_counts, checked)
             append = self._appender.append
+            quality_app = f"quality-{self._query_id}"
             if failures:
-                if quality is not None:
-                    append(quality, self.layout.quality.path, f"quality-{self._query_id}", batch_id)
+                append(self._results_frame(spark, batch_id, results), self.layout.quality.path, quality_app, batch_id)
                 raise QualityFailedError(f"{self.spec.name} silver batch {batch_id}: " + "; ".join(failures))
             facts = {"bronze_records": sum(counts.values()), **{f"{o}_records": counts[o] for o in OUTCOMES}}
             audit = spark.createDataFrame(
@@ -229,8 +230,9 @@ class SilverBatchWriter:
                 lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True),
                 lambda: append(silver, self.layout.silver.path, app_id, batch_id, merge_schema=True, facts=facts),
             ]
-            if quality is not None:
-                writes.append(lambda: append(quality, self.layout.quality.path, f"quality-{self._query_id}", batch_id))
+            if self.suite is not None:  # batch rules that cannot fail the batch run beside the other writes
+                writes.append(lambda: append(self._results_frame(spark, batch_id, results + deferred()),
+                                             self.layout.quality.path, quality_app, batch_id))  # fmt: skip
             if counts[QUARANTINE]:  # an empty append still costs a Delta commit
                 quarantined = to_quarantine_rows(classified, self.contract, self.spec)
                 writes.append(lambda: append(quarantined, self.layout.quarantine.path, app_id, batch_id))
@@ -253,11 +255,13 @@ class SilverBatchWriter:
         return {o: row[o] for o in OUTCOMES}, [row[f"_r{i}"] for i in range(len(rules))], row["_checked"]
 
     def _check_quality(
-        self, spark, classified: DataFrame, silver: DataFrame, batch_id: int, rule_counts: list[int], checked: int
-    ) -> tuple[DataFrame | None, list[str]]:
-        """This batch's quality results (a frame to write once), and a message per broken `fail` rule."""
+        self, classified: DataFrame, silver: DataFrame, batch_id: int, rule_counts: list[int], checked: int
+    ) -> tuple[list[ResultRow], list[str], Callable[[], list[ResultRow]]]:
+        """This batch's quality results so far, a message per broken `fail` rule, and a function giving the
+        results of the batch rules left to run: the suite's batch rules, when none of them may fail the batch,
+        run beside the batch's writes instead of before them (Great Expectations runs several Spark jobs)."""
         if self.suite is None:
-            return None, []
+            return [], [], list
         results = [
             ResultRow(r.name, r.type, r.action, row_rule_success(n, checked, r.kwargs.get("mostly")), checked, n,
                       None if not checked else str(round(n / checked, 6)))
@@ -265,15 +269,20 @@ class SilverBatchWriter:
         ]  # fmt: skip
         failures = [self._row_failure(classified, r, n) for r, n in zip(self.suite.row_rules, rule_counts)
                     if r.action == "fail" and n]  # fmt: skip
-        if self.suite.batch_rules and batch_id % self.spec.quality.batch_every == 0:
-            for b in self.validator.validate(silver):
-                results.append(ResultRow(b.rule.name, b.rule.type, b.rule.action, b.success, b.element_count,
-                                         b.unexpected_count, b.observed_value))  # fmt: skip
-                if b.rule.action == "fail" and not b.success:
-                    failures.append(f"quality rule '{b.rule.name}' ({b.rule.type}) failed: observed {b.observed_value}")
-        frame = results_frame(spark, self.spec.name, self.layout.silver.name, self._query_id, self._run_id(spark),
-                              batch_id, results)  # fmt: skip
-        return frame, failures
+        rules = self.suite.batch_rules
+        if not rules or batch_id % self.spec.quality.batch_every != 0:
+            return results, failures, list
+        if all(r.action != "fail" for r in rules):
+            return results, failures, lambda: [_result_row(b) for b in self.validator.validate(silver)]
+        for b in self.validator.validate(silver):
+            results.append(_result_row(b))
+            if b.rule.action == "fail" and not b.success:
+                failures.append(f"quality rule '{b.rule.name}' ({b.rule.type}) failed: observed {b.observed_value}")
+        return results, failures, list
+
+    def _results_frame(self, spark: SparkSession, batch_id: int, results: list[ResultRow]) -> DataFrame:
+        return results_frame(spark, self.spec.name, self.layout.silver.name, self._query_id, self._run_id(spark),
+                             batch_id, results)  # fmt: skip
 
     def _row_failure(self, classified: DataFrame, rule: Rule, broken: int) -> str:
         """The rule, how many rows broke it, and the first 5: Kafka coordinates and the values it checks."""
@@ -295,6 +304,11 @@ class SilverBatchWriter:
             if q.name == self.query_name:
                 return str(q.runId)
         return spark.sparkContext.applicationId
+
+
+def _result_row(b: RuleResult) -> ResultRow:
+    return ResultRow(b.rule.name, b.rule.type, b.rule.action, b.success, b.element_count, b.unexpected_count,
+                     b.observed_value)  # fmt: skip
 
 
 def refresh_inline(

@@ -31,14 +31,14 @@ def rule(kind, action, name, **kwargs):
     return {"type": kind, "kwargs": kwargs, "meta": {"action": action, "name": name}}
 
 
-def suite(countries=COUNTRIES, fail_device=None):
+def suite(countries=COUNTRIES, fail_device=None, batch_action="warn"):
     rules = [
         rule("expect_column_values_to_be_in_set", "warn", "unknown_device", column="device", value_set=["desktop", "mobile"]),
         rule("expect_column_values_to_not_match_regex", "drop", "internal_page", column="page_url", regex="^/internal"),
         rule("expect_column_value_lengths_to_be_between", "quarantine", "long_query", column="search_query", max_value=10),
         rule("expect_column_values_to_match_regex", "quarantine", "bad_referrer", column="referrer", regex="^[a-z]+$"),
         rule("expect_column_values_to_be_in_set", "quarantine", "unsupported_country", column="country", value_set=countries),
-        rule("expect_table_row_count_to_be_between", "warn", "small_batches", max_value=3),
+        rule("expect_table_row_count_to_be_between", batch_action, "small_batches", max_value=3),
     ]
     if fail_device:
         rules.append(rule("expect_column_values_to_not_be_in_set", "fail", "banned_device", column="device", value_set=[fail_device]))
@@ -177,3 +177,17 @@ def test_replay_after_a_fix_is_exactly_once_even_when_killed_half_way(spark, qua
     run_once(spark, settings, ["clickstream"])  # replayed rows flow on to gold
     views = read(spark, p.layout.output("clickstream_activity_per_minute")).agg(F.sum("events")).first()[0]
     assert views == 3
+
+
+def test_a_failing_batch_rule_stops_the_query_before_the_writes(spark, quality_env):
+    """Batch rules that may fail the batch run before its writes (the others run beside them)."""
+    settings, write, send = quality_env
+    write(suite(batch_action="fail"))
+    send(*[event(n) for n in range(1, 6)])  # 5 silver rows: more than the rule's 3
+    with pytest.raises(PipelineFailedError) as err:
+        run_once(spark, settings, ["clickstream"])
+    assert "quality rule 'small_batches' (expect_table_row_count_to_be_between) failed: observed 5" in str(err.value)
+    p = pipeline(settings, "clickstream")
+    assert read(spark, p.layout.silver).count() == 0, "nothing of the failing batch is written"
+    rows = read(spark, p.layout.quality).where("expectation = 'small_batches'").collect()
+    assert [(r.batch_id, r.success, r.observed_value) for r in rows] == [(0, False, "5")], "recorded once"
