@@ -1,5 +1,9 @@
 """Specific errors. Each message says what is wrong and how to fix it, on one line."""
 
+from __future__ import annotations
+
+import re
+
 
 class LakepipeError(Exception):
     """Base class: the CLI prints the message alone, without a traceback, and exits 2."""
@@ -43,3 +47,11 @@ class TableNotFoundError(LakepipeError):
 
 class QualityFailedError(LakepipeError):
     """A data-quality rule with action `fail` was broken; the message names it and shows offending rows."""
+
+
+def error_summary(text: str) -> str:
+    """One line for a query's error: a Python worker's own exception line if there is one, else the first."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    python_errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", ln)]
+    line = python_errors[-1] if python_errors else (lines[0] if lines else "unknown error")
+    return re.sub(r"\s*SQLSTATE: \w+", "", line)[:500]

@@ -9,7 +9,6 @@ Every query has its own checkpoint under the lake root, so a run can be killed a
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -23,9 +22,10 @@ from pipelines.engine.bronze import start_bronze
 from pipelines.engine.gold.outputs import inline_rebuilds, retire_inline_queries, start_output
 from pipelines.engine.silver import start_silver
 from pipelines.engine.tables import create_tables
-from pipelines.errors import PipelineFailedError
+from pipelines.errors import PipelineFailedError, error_summary
 from pipelines.model.config import Settings
 from pipelines.model.project import Pipeline, Project
+from pipelines.ops.event_log import EventLog
 from pipelines.platform import kafka_admin
 
 
@@ -53,16 +53,22 @@ class RunResult:
 
 
 def run(spark: SparkSession, project: Project, names: Sequence[str], once: bool) -> RunResult:
+    """Run the pipelines `names`; every micro-batch, start, stop and failure goes to the event log (if enabled)."""
     result = RunResult()
-    if once:
-        for stage in _stages(spark, project, names, {"availableNow": True}):
-            start = time.perf_counter()
-            queries = [start_query() for start_query in stage]
-            _await_all(queries, result)
-            result.stage_seconds.append(round(time.perf_counter() - start, 3))
-    else:
-        trigger = {"processingTime": project.settings.streaming.trigger_interval}
-        _await_until_stopped(spark, start_all(spark, project, names, trigger), result)
+    events = EventLog(spark, project.settings).start() if project.settings.event_log.enabled else None
+    try:
+        if once:
+            for stage in _stages(spark, project, names, {"availableNow": True}):
+                start = time.perf_counter()
+                queries = [start_query() for start_query in stage]
+                _await_all(queries, result)
+                result.stage_seconds.append(round(time.perf_counter() - start, 3))
+        else:
+            trigger = {"processingTime": project.settings.streaming.trigger_interval}
+            _await_until_stopped(spark, start_all(spark, project, names, trigger), result)
+    finally:
+        if events is not None:
+            events.stop()
     return result
 
 
@@ -143,14 +149,6 @@ def raise_if_failed(q: StreamingQuery, queries: list[StreamingQuery]) -> None:
         if other.isActive:
             other.stop()
     raise PipelineFailedError(f"query '{q.name}' failed: {error_summary(getattr(exc, 'desc', None) or str(exc))}")
-
-
-def error_summary(text: str) -> str:
-    """One line for a query's error: a Python worker's own exception line if there is one, else the first."""
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    python_errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", ln)]
-    line = python_errors[-1] if python_errors else (lines[0] if lines else "unknown error")
-    return re.sub(r"\s*SQLSTATE: \w+", "", line)[:500]
 
 
 def _collect(q: StreamingQuery, result: RunResult) -> None:

@@ -106,6 +106,20 @@ class LocalCdcSettings:
 
 
 @dataclass(frozen=True)
+class EventLogSettings:
+    """The event log (`pipeline_events`): one row per micro-batch of every query, and per start, stop, failure."""
+
+    enabled: bool = True
+    flush_interval: str = "30 seconds"  # how often the collected rows are appended (one commit for all queries)
+    retention: str = "30 days"  # rows older than this are deleted when a run starts
+
+    def __post_init__(self) -> None:
+        for name in ("flush_interval", "retention"):
+            if durations.seconds(getattr(self, name)) <= 0:  # a ValueError names a bad value
+                raise ValueError(f"event_log.{name} must be positive, not {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """Per-environment overrides of a pipeline spec."""
 
@@ -122,6 +136,7 @@ class EnvFile:
     spark: SparkSettings = field(default_factory=SparkSettings)
     local_broker: LocalBrokerSettings = field(default_factory=LocalBrokerSettings)
     local_cdc: LocalCdcSettings = field(default_factory=LocalCdcSettings)
+    event_log: EventLogSettings = field(default_factory=EventLogSettings)
     schemas_dir: str = "schemas"
     specs_dir: str = "conf/pipelines"
     pipelines: Mapping[str, PipelineSettings] = field(default_factory=dict)
@@ -156,6 +171,10 @@ class Settings:
     @property
     def local_cdc(self) -> LocalCdcSettings:
         return self.file.local_cdc
+
+    @property
+    def event_log(self) -> EventLogSettings:
+        return self.file.event_log
 
     @property
     def lake_root(self) -> str:

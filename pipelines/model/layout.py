@@ -68,6 +68,12 @@ def backfills_table(settings: Settings) -> Table:
                  comment="One row per backfill run: its id, pipeline, layer, table, range, rows read and written, status.")  # fmt: skip
 
 
+def events_table(settings: Settings) -> Table:
+    return Table("pipeline_events", "audit", "*", f"{settings.tables_root}/audit/pipeline_events",
+                 ("query_id", "run_id", "event_time"), ("event_date",),
+                 "The event log: one row per micro-batch of every query, and per query start, stop and failure.")  # fmt: skip
+
+
 def pipeline_layout(settings: Settings, spec: PipelineSpec) -> PipelineLayout:
     def table(name: str, layer: str, keys: tuple[str, ...], comment: str, partition_by: tuple[str, ...] = ()) -> Table:
         return Table(name, layer, spec.name, f"{settings.tables_root}/{layer}/{name}", keys, partition_by, comment)

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame
 from pipelines.errors import ConfigError, TableNotFoundError
 from pipelines.model.config import Settings
 from pipelines.model.contract import Contract
-from pipelines.model.layout import PipelineLayout, Table, backfills_table, pipeline_layout, quality_table
+from pipelines.model.layout import PipelineLayout, Table, backfills_table, events_table, pipeline_layout, quality_table
 from pipelines.model.spec import OutputSpec, PipelineSpec, load_spec, resolve_spec
 from pipelines.quality.suite import QualitySuite
 
@@ -83,9 +83,9 @@ class Project:
 
     @property
     def tables(self) -> list[Table]:
-        """Every table of every pipeline, then the shared quality and backfill audit tables."""
+        """Every table of every pipeline, then the shared audit tables (quality results, backfills, event log)."""
         tables = {t.name: t for p in self.pipelines.values() for t in p.layout.tables if t.pipeline != "*"}
-        return [*tables.values(), quality_table(self.settings), backfills_table(self.settings)]
+        return [*tables.values(), quality_table(self.settings), backfills_table(self.settings), events_table(self.settings)]
 
     def table(self, name: str) -> Table:
         tables = {t.name: t for t in self.tables}

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from pipelines.errors import PipelineFailedError
 from pipelines.model.config import load_settings
+from pipelines.model.layout import events_table
 from pipelines.ops import quarantine
 from pipelines.simulators.base import KafkaSink, Tally, encode, publish
 from tests.conftest import CONTRACTS, PROJECT_DIR, write_conf
@@ -143,6 +144,9 @@ def test_a_fail_rule_stops_the_query_naming_rule_and_rows(spark, quality_env):
     assert read(spark, p.layout.silver).count() == 0, "nothing of the failing batch is written"
     banned = read(spark, p.layout.quality).where("expectation = 'banned_device'").collect()
     assert [(r.batch_id, r.unexpected_count, r.success) for r in banned] == [(0, 2, False)], "recorded once"
+    failed = spark.read.format("delta").load(events_table(settings).path).where("event = 'failed'").collect()
+    assert [r.query_name for r in failed] == ["clickstream.silver"] * 2, "the event log holds each failed run"
+    assert all("quality rule 'banned_device' (action fail)" in r.error for r in failed), failed[0].error
 
 
 def test_replay_after_a_fix_is_exactly_once_even_when_killed_half_way(spark, quality_env, monkeypatch):
