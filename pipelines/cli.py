@@ -54,9 +54,18 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_broker(args: argparse.Namespace) -> int:
+    from pipelines.platform import local_broker
+
+    settings = _settings(args)
+    action = {"up": local_broker.start, "down": local_broker.stop, "status": local_broker.status}[args.action]
+    print(action(settings))
+    return 1 if args.action == "status" and local_broker.running_pid(settings) is None else 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from pipelines.errors import TopicMissingError
-    from pipelines.ops.status import pipeline_status
+    from pipelines.ops.status import pipeline_status, prometheus_text
     from pipelines.platform import kafka_admin, local_broker
 
     settings = _settings(args)
@@ -64,6 +73,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     names = args.pipelines or settings.pipeline_names()
     project = _project(args, names) if names else None
     if names and not kafka_admin.is_reachable(settings.kafka):
+        if args.prometheus:
+            print(prometheus_text([], kafka_reachable=False), end="")
+            return 1
         print(broker)
         print(f"Kafka at {settings.kafka.bootstrap_servers} is not reachable: lag unknown (start it with `lakepipe up`)")
         return 1
@@ -73,12 +85,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
             states.append(pipeline_status(settings, project.pipeline(n)))
         except TopicMissingError:
             missing.append(f"{n}: topic {project.topic(n)} does not exist yet (nothing sent)")
-    if args.json:
+    if args.prometheus:
+        print(prometheus_text(states), end="")
+    elif args.json:
         print(json.dumps({"broker": broker, "pipelines": [s.to_dict() for s in states], "missing": missing}, indent=2))
     else:
         for line in [broker, *(s.line() for s in states), *missing]:
             print(line)
-    return 0
+    return 1 if any(s.breaches for s in states) else 0
 
 
 def _cmd_cdc(args: argparse.Namespace) -> int:
@@ -322,11 +336,15 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("up", _cmd_up, "start the local Kafka broker (reuses a running one)")
-    add("down", _cmd_down, "stop the local Kafka broker")
-    p = add("status", _cmd_status, "whether the local broker runs; per pipeline, bronze's lag behind Kafka and each table's last commit")
+    add("up", _cmd_up, "start the local Kafka broker (reuses a running one); same as `broker up`")
+    add("down", _cmd_down, "stop the local Kafka broker; same as `broker down`")
+    p = add("broker", _cmd_broker, "the local Kafka broker: start (or reuse), stop, or say whether it runs")
+    p.add_argument("action", choices=("up", "down", "status"))
+    p = add("status", _cmd_status, "whether the local broker runs; per pipeline, bronze's lag behind Kafka, each table's last commit and how far behind its source it is, and the spec's SLO verdict (exit code 1 when one is breached)")
     p.add_argument("pipelines", nargs="*", help="pipeline names (default: every pipeline of the environment)")
-    p.add_argument("--json", action="store_true", help="as JSON")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="as JSON")
+    out.add_argument("--prometheus", action="store_true", help="in Prometheus' text exposition format")
     p = add("cdc", _cmd_cdc, "the local change-data-capture source: PostgreSQL (shop database) and Debezium on Kafka Connect")
     p.add_argument("action", choices=("up", "down", "status"))
     p = add("config", _cmd_config, "print the resolved configuration, secrets masked")

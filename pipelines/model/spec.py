@@ -133,6 +133,29 @@ class QualitySpec:
 
 
 @dataclass(frozen=True)
+class SloSpec:
+    """Freshness objectives, checked by `lakepipe status` (exit code 1 when one is breached). A table is behind
+    while its source holds data it has not taken: bronze behind Kafka, silver behind bronze, an output behind the
+    silver it reads. Each layer's value bounds how long the oldest such data may wait."""
+
+    bronze: str | None = None
+    silver: str | None = None  # also the SCD tables the silver query refreshes
+    gold: str | None = None
+    lag_records: int | None = None  # records in Kafka not yet in bronze
+
+    def __post_init__(self) -> None:
+        for layer in ("bronze", "silver", "gold"):
+            if getattr(self, layer) is not None:
+                durations.seconds(getattr(self, layer))  # a ValueError names a bad value
+        if self.lag_records is not None and self.lag_records < 0:
+            raise ValueError(f"slo.lag_records must be 0 or more, not {self.lag_records}")
+
+    def max_behind_s(self, layer: str) -> float | None:
+        value = getattr(self, layer, None)
+        return None if value is None else durations.seconds(value)
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     name: str
     topic: str
@@ -147,6 +170,7 @@ class PipelineSpec:
     partition_by: tuple[str, ...] = ("event_date",)
     outputs: tuple[OutputSpec, ...] = ()
     quality: QualitySpec | None = None
+    slo: SloSpec | None = None
     description: str = ""
 
     @property

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipelines.engine.delta_log import commit_times
+from pipelines.engine.delta_log import commit_times, file_versions
 from pipelines.errors import LakepipeError
 from pipelines.model.config import Settings
 from pipelines.model.project import Pipeline
@@ -36,6 +36,12 @@ class TableState:
     layer: str
     last_commit_ms: float | None  # None: the table does not exist yet
     age_s: float | None
+    behind_s: float | None = None  # how long the oldest source data it has not taken has waited (0: caught up)
+    slo_s: float | None = None  # the spec's objective for behind_s
+
+    @property
+    def breached(self) -> bool:
+        return self.slo_s is not None and self.behind_s is not None and self.behind_s > self.slo_s
 
 
 @dataclass(frozen=True)
@@ -44,18 +50,29 @@ class PipelineStatus:
     topic: str
     partitions: tuple[PartitionLag, ...]
     tables: tuple[TableState, ...]
+    lag_slo: int | None = None
 
     @property
     def lag(self) -> int:
         return sum(p.lag for p in self.partitions)
 
+    @property
+    def breaches(self) -> list[str]:
+        """One phrase per broken objective of the spec's `slo`."""
+        out = [f"lag {self.lag:,} records > {self.lag_slo:,}"] if self.lag_slo is not None and self.lag > self.lag_slo else []
+        return out + [f"{t.name} behind by {_duration(t.behind_s)} > {_duration(t.slo_s)}" for t in self.tables if t.breached]
+
     def to_dict(self) -> dict:
-        return {"pipeline": self.name, "topic": self.topic, "lag_records": self.lag, **asdict(self)}
+        return {"pipeline": self.name, "topic": self.topic, "lag_records": self.lag, "slo_breaches": self.breaches, **asdict(self)}
 
     def line(self) -> str:
         parts = ", ".join(f"p{p.partition} {p.lag:,}" for p in self.partitions)
         ages = ", ".join(f"{t.name} {_age(t.age_s)}" for t in self.tables)
-        return f"{self.name}: {self.topic} lag {self.lag:,} records ({parts}); last commit: {ages}"
+        behind = ", ".join(f"{t.name} {_duration(t.behind_s)}" for t in self.tables if t.behind_s)
+        has_slo = self.lag_slo is not None or any(t.slo_s is not None for t in self.tables)
+        verdict = ("; SLO breached: " + "; ".join(self.breaches)) if self.breaches else ("; SLO met" if has_slo else "")
+        return (f"{self.name}: {self.topic} lag {self.lag:,} records ({parts}); last commit: {ages}"
+                f"{'; behind: ' + behind if behind else ''}{verdict}")  # fmt: skip
 
 
 def local_path(path: str) -> Path | None:
@@ -65,20 +82,44 @@ def local_path(path: str) -> Path | None:
     return None if "://" in path or path.startswith("dbfs:") else Path(path)
 
 
-def committed_offsets(checkpoint: str) -> dict[str, dict[int, int]] | None:
-    """{topic: {partition: offset}} where the next micro-batch of the query with this checkpoint starts: the end
-    offsets of its last committed batch (None before its first)."""
+def checkpoint_source_offset(checkpoint: str) -> dict | None:
+    """The (first) source's offset at the end of the last committed micro-batch of the query with this checkpoint,
+    i.e. where its next batch starts (None before its first): {topic: {partition: offset}} for Kafka; for a
+    Delta table its `reservoirVersion` and `index`."""
     root = local_path(checkpoint)
     if root is None:
         raise LakepipeError(f"lakepipe status reads local lakes only; {checkpoint} is not on this machine")
     commits = [int(f.name) for f in (root / "commits").glob("*") if f.name.isdigit()] if (root / "commits").is_dir() else []
     if not commits:
         return None
-    lines = (root / "offsets" / str(max(commits))).read_text().splitlines()
-    return {t: {int(p): int(o) for p, o in parts.items()} for t, parts in json.loads(lines[2]).items()}
+    return json.loads((root / "offsets" / str(max(commits))).read_text().splitlines()[2])
+
+
+def committed_offsets(checkpoint: str) -> dict[str, dict[int, int]] | None:
+    """{topic: {partition: offset}} where the next micro-batch of the Kafka query with this checkpoint starts."""
+    offset = checkpoint_source_offset(checkpoint)
+    return None if offset is None else {t: {int(p): int(o) for p, o in parts.items()} for t, parts in offset.items()}
+
+
+def waiting_since(checkpoint: str, source: str) -> float | None:
+    """When the oldest commit of `source` that added data and that the query with `checkpoint` has not taken was
+    written (epoch ms); None when it has taken everything."""
+    path = local_path(source)
+    if path is None or not path.is_dir():
+        return None
+    offset = checkpoint_source_offset(checkpoint)
+    if offset is None:
+        taken = -1
+    else:  # index -1: the batch ended before that version; else within or at the end of it
+        taken = offset["reservoirVersion"] - (1 if offset.get("index", -1) == -1 else 0)
+    pending = {v for v in file_versions(str(path)).values() if v > taken}
+    times = commit_times(str(path))
+    return min((times[v] for v in pending if v in times), default=None)
 
 
 def pipeline_status(settings: Settings, p: Pipeline, now_ms: float | None = None) -> PipelineStatus:
+    from pipelines.engine.gold.outputs import output_checkpoint
+
     now_ms = time.time() * 1000 if now_ms is None else now_ms
     offsets = kafka_admin.watermark_offsets(settings.kafka, p.topic)
     committed = (committed_offsets(p.layout.checkpoint("bronze")) or {}).get(p.topic)
@@ -87,17 +128,59 @@ def pipeline_status(settings: Settings, p: Pipeline, now_ms: float | None = None
     for part, (low, high) in sorted(offsets.items()):
         start = committed.get(part, low) if committed is not None else (low if earliest else high)
         partitions.append(PartitionLag(part, high, start, max(high - start, 0)))
+    waiting = kafka_admin.record_times(settings.kafka, p.topic, {x.partition: x.committed for x in partitions if x.lag})
+    silver_since = waiting_since(p.layout.checkpoint("silver"), p.layout.bronze.path)
+    since = {p.layout.bronze.name: min(waiting.values(), default=None), p.layout.silver.name: silver_since}
+    for o in p.spec.outputs:
+        source = p.source_layout(o).silver.path
+        since[o.name] = silver_since if o.inline else waiting_since(output_checkpoint(p, o), source)
+    slo = p.spec.slo
     tables = []
     for t in (p.layout.bronze, p.layout.silver, *p.layout.outputs):
         path = local_path(t.path)
         last = max(commit_times(str(path)).values(), default=None) if path is not None and path.is_dir() else None
-        tables.append(TableState(t.name, t.layer, last, None if last is None else round((now_ms - last) / 1000, 1)))
-    return PipelineStatus(p.name, p.topic, tuple(partitions), tuple(tables))
+        behind = 0.0 if since[t.name] is None else round(max(now_ms - since[t.name], 0) / 1000, 1)
+        tables.append(TableState(t.name, t.layer, last, None if last is None else round((now_ms - last) / 1000, 1),
+                                 behind, slo.max_behind_s(t.layer) if slo else None))  # fmt: skip
+    return PipelineStatus(p.name, p.topic, tuple(partitions), tuple(tables), slo.lag_records if slo else None)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    return f"{seconds / 60:.0f} min ago" if seconds < 7200 else f"{seconds / 3600:.1f} h ago"
+    return "never" if seconds is None else f"{_duration(seconds)} ago"
+
+
+def prometheus_text(states: list[PipelineStatus], kafka_reachable: bool = True) -> str:
+    """The states in Prometheus' text exposition format (for a node exporter's textfile collector, or a scrape
+    through any HTTP server): lag per partition, each table's last-commit age and how far behind it is, the SLOs."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    reachable = Gauge("lakepipe_kafka_reachable", "1 when the Kafka cluster answered", registry=registry)
+    reachable.set(1 if kafka_reachable else 0)
+    lag = Gauge("lakepipe_kafka_lag_records", "Records in Kafka not yet in bronze", ["pipeline", "topic", "partition"], registry=registry)
+    labels = ["pipeline", "table", "layer"]
+    age = Gauge("lakepipe_table_last_commit_age_seconds", "Seconds since the table's last Delta commit", labels, registry=registry)
+    behind = Gauge("lakepipe_table_behind_seconds", "How long the oldest source data the table has not taken has waited",
+                   labels, registry=registry)  # fmt: skip
+    slo = Gauge("lakepipe_table_slo_seconds", "The spec's objective for lakepipe_table_behind_seconds", labels, registry=registry)
+    breached = Gauge("lakepipe_slo_breached", "1 when one of the pipeline's SLOs is breached", ["pipeline"], registry=registry)
+    for s in states:
+        for x in s.partitions:
+            lag.labels(s.name, s.topic, str(x.partition)).set(x.lag)
+        for t in s.tables:
+            if t.age_s is not None:
+                age.labels(s.name, t.name, t.layer).set(t.age_s)
+            if t.behind_s is not None:
+                behind.labels(s.name, t.name, t.layer).set(t.behind_s)
+            if t.slo_s is not None:
+                slo.labels(s.name, t.name, t.layer).set(t.slo_s)
+        breached.labels(s.name).set(1 if s.breaches else 0)
+    return generate_latest(registry).decode()

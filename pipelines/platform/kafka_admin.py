@@ -104,3 +104,29 @@ def watermark_offsets(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in parts}
     finally:
         consumer.close()
+
+
+def record_times(kafka: KafkaSettings, topic: str, offsets: dict[int, int], timeout: float = 10.0) -> dict[int, int]:
+    """The timestamp (epoch ms) of the record at `offsets[partition]` in each partition; partitions whose record
+    is not there (yet, or any more) are left out."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    if not offsets:
+        return {}
+    consumer = Consumer(client_config(kafka, **{"group.id": "lakepipe-status", "enable.auto.commit": False,
+                                                "enable.partition.eof": True}))  # fmt: skip
+    out: dict[int, int] = {}
+    try:
+        consumer.assign([TopicPartition(topic, p, o) for p, o in offsets.items()])
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(done) < len(offsets) and time.monotonic() < deadline:
+            m = consumer.poll(0.5)
+            if m is None or m.partition() in done:
+                continue
+            done.add(m.partition())
+            if m.error() is None:
+                out[m.partition()] = m.timestamp()[1]
+        return out
+    finally:
+        consumer.close()

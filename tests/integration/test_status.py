@@ -1,18 +1,25 @@
 """`lakepipe status` on the local broker and real Delta tables: bronze's lag is the broker's end offsets minus
 where bronze's next micro-batch starts (the whole topic before the first run, then exactly the records sent while
-the pipeline was stopped), and each table's last commit is seen."""
+the pipeline was stopped), and each table's last commit is seen; the spec's SLOs (lag, how long each layer's
+oldest untaken source data has waited) decide the exit code."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
 import json
+import shutil
+import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator
+from pipelines.engine.bronze import start_bronze
+from pipelines.model.config import load_settings
 from pipelines.ops.status import committed_offsets, pipeline_status
 from pipelines.platform import kafka_admin
+from tests.conftest import PROJECT_DIR, write_conf
 from tests.integration.test_cli_errors import lakepipe
 from tests.support import pipeline, run_once, send
 
@@ -45,3 +52,56 @@ def test_lag_is_what_the_stopped_pipeline_has_not_taken(spark, test_settings, tm
     out = lakepipe("status", "clickstream", "--json", "--env", "test", "--conf-dir", str(tmp_path / "conf"))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["pipelines"][0]["lag_records"] == 120
+    out = lakepipe("broker", "status")  # the project's own broker, which the tests use
+    assert out.returncode == 0 and "Kafka broker running at" in out.stdout, out.stdout + out.stderr
+
+
+def test_slo_breaches_decide_the_exit_code(spark, tmp_path, unique_topic, kafka):
+    specs = tmp_path / "specs"
+    shutil.copytree(PROJECT_DIR / "conf" / "pipelines", specs)
+    with open(specs / "clickstream.yaml", "a", encoding="utf-8") as f:
+        f.write("slo: {bronze: 2 seconds, silver: 2 seconds, gold: 1 hour, lag_records: 100}\n")
+    conf = write_conf(tmp_path / "conf", unique_topic, specs=specs)
+    settings = load_settings("test", conf)
+    cli = ("status", "clickstream", "--env", "test", "--conf-dir", str(conf))
+    gen = ClickstreamGenerator(seed=6, start=dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC), events_per_second=5)
+    events = gen.events()
+    p = pipeline(settings, "clickstream")
+
+    send(settings, itertools.islice(events, 300))
+    time.sleep(2.5)
+    waiting = pipeline_status(settings, p)
+    behind = {t.name: t.behind_s for t in waiting.tables}
+    assert waiting.breaches[0] == "lag 300 records > 100"
+    assert behind[p.layout.bronze.name] >= 2.5 and waiting.breaches[1].startswith(f"{p.layout.bronze.name} behind by")
+    assert behind[p.layout.silver.name] == 0, "bronze holds nothing silver has not taken"
+    assert len(waiting.breaches) == 2
+
+    run_once(spark, settings, ["clickstream"])
+    caught_up = pipeline_status(settings, p)
+    assert caught_up.breaches == [] and all(t.behind_s == 0 for t in caught_up.tables)
+    out = lakepipe(*cli)
+    assert out.returncode == 0 and out.stdout.rstrip().endswith("SLO met"), out.stdout + out.stderr
+
+    send(settings, itertools.islice(events, 50))  # into bronze only: silver falls behind, gold does not
+    q = start_bronze(spark, settings.kafka, p.topic, p.layout.bronze.path, p.layout.checkpoint("bronze"),
+                     {"availableNow": True}, "clickstream.bronze")  # fmt: skip
+    q.awaitTermination()
+    time.sleep(2.5)
+    stale = pipeline_status(settings, p)
+    behind = {t.name: t.behind_s for t in stale.tables}
+    assert stale.lag == 0 and behind[p.layout.bronze.name] == 0
+    assert 2.5 <= behind[p.layout.silver.name] < 120
+    assert all(behind[o.name] == 0 for o in p.layout.outputs), "silver holds nothing new for gold"
+    assert [b.split(" behind")[0] for b in stale.breaches] == [p.layout.silver.name]
+    out = lakepipe(*cli)
+    assert out.returncode == 1 and f"SLO breached: {p.layout.silver.name} behind by" in out.stdout, out.stdout + out.stderr
+
+    out = lakepipe(*cli, "--prometheus")  # the same numbers for a monitoring stack, read back with its own parser
+    assert out.returncode == 1, out.stderr
+    samples = {(s.name, s.labels.get("table") or s.labels.get("partition")): s.value
+               for f in text_string_to_metric_families(out.stdout) for s in f.samples}  # fmt: skip
+    assert samples[("lakepipe_slo_breached", None)] == 1 and samples[("lakepipe_kafka_reachable", None)] == 1
+    assert {k[1]: v for k, v in samples.items() if k[0] == "lakepipe_kafka_lag_records"} == {"0": 0, "1": 0}
+    assert 2.5 <= samples[("lakepipe_table_behind_seconds", p.layout.silver.name)] < 120
+    assert samples[("lakepipe_table_slo_seconds", p.layout.silver.name)] == 2

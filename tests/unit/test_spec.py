@@ -82,6 +82,9 @@ UPSERT = {"keys": ["window_start", "category", "currency"]}
         (change(out0_upsert=None, out0_rebuild={"key": "event_date", "lookups": {"h": "customers.customers_history"}}),
          "key 'outputs[0].rebuild.lookups': pipelines.domains.clickstream.gold.revenue_per_minute takes no argument 'h'"),
         (change(out0_layer="platinum"), "layer 'platinum' is not one of silver, gold"),
+        (change(slo={"silver": "soon"}), "'soon' is not a duration"),
+        (change(slo={"silver": "1 minute", "platinum": "1 minute"}), "unknown key 'slo.platinum'"),
+        (change(slo={"lag_records": -1}), "slo.lag_records must be 0 or more, not -1"),
     ],
 )
 def test_spec_mistakes_are_named(tmp_path, spec, message):
