@@ -188,6 +188,37 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_maintain(args: argparse.Namespace) -> int:
+    from pipelines.engine.delta_io import is_delta_table
+    from pipelines.model import durations
+    from pipelines.model.layout import events_table
+    from pipelines.ops.event_log import expire
+    from pipelines.ops.maintenance import check_retention, compact, vacuum
+    from pipelines.platform.session import spark_session
+
+    check_retention(args.vacuum_retention, args.force)  # before a Spark session is started for nothing
+    settings = _settings(args)
+    names = _named_pipelines(args, settings)
+    if not names:
+        return 2
+    project = _project(args, names)
+    tables = list({t.name: t for n in names for t in project.pipeline(n).layout.tables}.values())
+    events = events_table(settings)
+    with spark_session(settings.spark, "lakepipe-maintain") as spark:
+        if is_delta_table(spark, events.path):
+            expire(spark, events, durations.seconds(settings.event_log.retention))
+            tables.append(events)
+        compacted = {c.table: c for c in compact(spark, tables)}
+        vacuumed = vacuum(spark, tables, args.vacuum_retention, args.force)
+    for v in vacuumed:
+        c = compacted[v.table]
+        print(f"{v.table}: {c.files_before} files -> {c.files_after} ({c.bytes_after / 1e6:,.1f} MB); "
+              f"VACUUM (retain {args.vacuum_retention:g} h) deleted {v.files_deleted} files")  # fmt: skip
+    if not vacuumed:
+        print("no table written yet: run a pipeline first")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from pipelines.model.project import check_project, load_project
 
@@ -382,6 +413,13 @@ def _parser() -> argparse.ArgumentParser:
     p = add("optimize", _cmd_optimize, "compact the small files of every table of some pipelines (Delta OPTIMIZE)")
     p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")
     p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
+
+    p = add("maintain", _cmd_maintain, "OPTIMIZE, then VACUUM, every table of some pipelines; expire the event log")
+    p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")
+    p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
+    p.add_argument("--vacuum-retention", type=float, default=168.0, metavar="HOURS",
+                   help="keep the files of the last HOURS (default 168, Delta's safety limit)")
+    p.add_argument("--force", action="store_true", help="allow a retention below 168 hours (every stream caught up)")
 
     p = add("demo", _cmd_demo, "simulate every domain with faults, run every pipeline, summarise each domain")
     p.add_argument("--events", type=int, default=3000, help="events per domain in the first wave (default 3000)")

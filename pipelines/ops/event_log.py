@@ -24,7 +24,7 @@ from pipelines.engine.delta_io import ensure_table
 from pipelines.errors import error_summary
 from pipelines.model import durations
 from pipelines.model.config import Settings
-from pipelines.model.layout import events_table
+from pipelines.model.layout import Table, events_table
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,14 @@ def _number(x: float | None) -> float | None:
     return None if x is None or x != x else float(x)  # NaN (no input) as null
 
 
+def expire(spark: SparkSession, table: Table, retention_s: float) -> None:
+    """Delete the event-log rows older than the retention (a commit only when there are some)."""
+    from delta.tables import DeltaTable
+
+    cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=retention_s)
+    DeltaTable.forPath(spark, table.path).delete(f"event_time < TIMESTAMP'{cutoff.isoformat(sep=' ')}'")
+
+
 class EventLog(StreamingQueryListener):
     """Collects the rows (listener callbacks) and appends them to the table (`flush`, or the flusher thread)."""
 
@@ -160,11 +168,8 @@ class EventLog(StreamingQueryListener):
     # the table
     def start(self) -> EventLog:
         """Create the table, delete rows past retention, register the listener and start the flusher."""
-        from delta.tables import DeltaTable
-
         ensure_table(self.spark, self.table.path, EVENTS_SCHEMA, self.table.partition_by)
-        cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=self.retention)
-        DeltaTable.forPath(self.spark, self.table.path).delete(f"event_time < TIMESTAMP'{cutoff.isoformat(sep=' ')}'")
+        expire(self.spark, self.table, self.retention)
         self.spark.streams.addListener(self)
         self._thread = threading.Thread(target=self._run, name="event-log-flusher", daemon=True)
         self._thread.start()

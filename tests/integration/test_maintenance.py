@@ -1,12 +1,21 @@
-"""Compaction (`lakepipe optimize`) and the Delta-log facts the latency benchmark reads, on real Delta tables."""
+"""Compaction (`lakepipe optimize`), VACUUM (`lakepipe maintain`: an unsafe retention refused, streams carry on
+after one) and the Delta-log facts the latency benchmark reads, on real Delta tables."""
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import time
 
+import pytest
+
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from pipelines.engine.delta_log import commit_times, file_versions, latest_version
+from pipelines.errors import LakepipeError
 from pipelines.model.layout import Table
-from pipelines.ops.maintenance import compact, file_count
+from pipelines.ops.maintenance import compact, file_count, vacuum
+from tests.integration.test_cli_errors import lakepipe
+from tests.support import pipeline, reaching_silver, run_once, send, table
 
 
 def _appends(spark, path: str, batches: int, partitioned: bool = False) -> None:
@@ -46,3 +55,35 @@ def test_delta_log_names_the_version_and_commit_time_of_every_file(spark, tmp_pa
     times = commit_times(path)
     assert latest_version(path) == 2 and sorted(times) == [0, 1, 2]
     assert start_ms - 1000 <= times[0] <= times[1] <= times[2] <= time.time() * 1000
+
+
+@pytest.mark.kafka
+def test_vacuum_refuses_an_unsafe_retention_and_streams_carry_on_after_it(spark, test_settings, tmp_path):
+    gen = ClickstreamGenerator(seed=12, start=dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC), events_per_second=5)
+    events = gen.events()
+    first = list(itertools.islice(events, 200))
+    send(test_settings, first)
+    run_once(spark, test_settings, ["clickstream"])
+    p = pipeline(test_settings, "clickstream")
+    tables = list(p.layout.tables)
+    conf = ("--env", "test", "--conf-dir", str(tmp_path / "conf"))
+
+    with pytest.raises(LakepipeError, match="below Delta's safety limit of 168"):
+        vacuum(spark, tables, 1)
+    refused = lakepipe("maintain", "clickstream", "--vacuum-retention", "1", *conf)
+    assert refused.returncode == 2 and len(refused.stdout.strip().splitlines() + refused.stderr.strip().splitlines()) == 1
+    assert "--force" in refused.stdout + refused.stderr
+
+    out = lakepipe("maintain", "clickstream", *conf, timeout=300)  # OPTIMIZE, then VACUUM keeping 7 days
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    lines = {ln.split(":")[0]: ln for ln in out.stdout.splitlines()}
+    assert all("VACUUM (retain 168 h) deleted 0 files" in lines[t.name] for t in tables if t.name in lines)
+    assert p.layout.silver.name in lines and "pipeline_events" in lines
+
+    forced = {v.table: v.files_deleted for v in vacuum(spark, tables, 0, force=True)}  # every stream has caught up
+    assert forced[p.layout.bronze.name] > 0, "the files OPTIMIZE replaced are gone"
+    second = list(itertools.islice(events, 150))
+    send(test_settings, second)
+    run_once(spark, test_settings, ["clickstream"])  # the streams read on from their checkpoints
+    assert table(spark, p, p.layout.bronze.name).count() == 350
+    assert table(spark, p, p.layout.silver.name).count() == len(reaching_silver(first + second))
