@@ -15,9 +15,9 @@ A broken `fail` rule (row or batch level) stops the query before anything of the
 quality results; so a suite's batch rules (Great Expectations, several Spark jobs) run before the writes when one
 of them may fail the batch, and beside them otherwise. The writes of a batch (quality results, audit row, quarantine, silver) are exactly-once Delta
 appends keyed by the query's id and the batch id (`BatchAppender`), so a batch re-run after a crash writes
-nothing twice. Then the pipeline's inline outputs (SCD tables: rebuilds from its own silver alone) are recomputed
-for the batch's keys (`refresh_inline`), so they are current as soon as silver is, without a query and a hop
-of their own.
+nothing twice. As soon as the silver append has committed, the pipeline's inline outputs (SCD tables: rebuilds
+from its own silver alone) are recomputed for the batch's keys (`refresh_inline`), beside the batch's other
+writes, so they are current as soon as silver is, without a query and a hop of their own.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ class SilverBatchWriter:
         self.horizon_s = int(durations.seconds(spec.dedup_horizon))
         self._query_id: str | None = None
         self._appender: BatchAppender | None = None
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="silver-write")
+        self._pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="silver-write")  # 4 appends, 2 SCD refreshes
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
@@ -226,19 +226,25 @@ class SilverBatchWriter:
                 "query_id string, batch_id long, bronze_records long, silver_records long, "
                 "quarantined_records long, exact_duplicates long, dropped_records long, tombstones long",
             ).withColumn("processed_at", F.current_timestamp())
-            writes = [
-                lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True),
-                lambda: append(silver, self.layout.silver.path, app_id, batch_id, merge_schema=True, facts=facts),
-            ]
+            silver_written = self._pool.submit(
+                append, silver, self.layout.silver.path, app_id, batch_id, merge_schema=True, facts=facts
+            )
+            writes = [lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True)]
             if self.suite is not None:  # batch rules that cannot fail the batch run beside the other writes
                 writes.append(lambda: append(self._results_frame(spark, batch_id, results + deferred()),
                                              self.layout.quality.path, quality_app, batch_id))  # fmt: skip
             if counts[QUARANTINE]:  # an empty append still costs a Delta commit
                 quarantined = to_quarantine_rows(classified, self.contract, self.spec)
                 writes.append(lambda: append(quarantined, self.layout.quarantine.path, app_id, batch_id))
-            for done in [self._pool.submit(w) for w in writes]:
+            others = [self._pool.submit(w) for w in writes]
+            try:
+                silver_written.result()
+                refresh_inline(spark, self.rebuilds, classified, self._pool)  # as soon as silver holds the batch
+            finally:
+                for done in others:
+                    done.exception()  # every write has ended before the cached batch is dropped
+            for done in others:
                 done.result()  # the first failure fails the batch; a re-run skips what was written
-            refresh_inline(spark, self.rebuilds, classified, self._pool)
         finally:
             raw.unpersist()
             if classified is not None:
