@@ -13,9 +13,9 @@ pipeline's expectation suite (`pipelines.quality`), then every record gets one o
 - `dropped`: valid but broken a rule whose action is `drop`: counted, not stored.
 A broken `fail` rule (row or batch level) stops the query before anything of the batch is written except its
 quality results; so a suite's batch rules (Great Expectations, several Spark jobs) run before the writes when one
-of them may fail the batch, and beside them otherwise. The writes of a batch (quality results, audit row, quarantine, silver) are exactly-once Delta
-appends keyed by the query's id and the batch id (`BatchAppender`), so a batch re-run after a crash writes
-nothing twice. As soon as the silver append has committed, the pipeline's inline outputs (SCD tables: rebuilds
+of them may fail the batch, and beside them otherwise. The writes of a batch (quality results, audit row,
+quarantine, silver) are exactly-once Delta appends keyed by the query's id and the batch id (`BatchAppender`),
+so a batch re-run after a crash writes nothing twice. As soon as the silver append has committed, the pipeline's inline outputs (SCD tables: rebuilds
 from its own silver alone) are recomputed for the batch's keys (`refresh_inline`), beside the batch's other
 writes, so they are current as soon as silver is, without a query and a hop of their own.
 """
