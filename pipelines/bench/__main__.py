@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from pipelines.bench.producer import bench_producer
 from pipelines.bench.report import machine, report
 from pipelines.bench.stages import bench_bronze, bench_gold, bench_quality, bench_typed
 from pipelines.bench.sustained import bench_sustained
+from pipelines.errors import LakepipeError
 from pipelines.model.config import Settings, load_settings
 from pipelines.platform import kafka_admin
 from pipelines.platform.jars import PROJECT_DIR
@@ -103,8 +105,11 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else set(QUICK_FIGURES if args.quick else FIGURES)
     if unknown := only - set(FIGURES):
         parser.error(f"unknown figure(s) {', '.join(sorted(unknown))}: choose among {', '.join(FIGURES)}")
-    settings = load_settings(args.env)
-    kafka_admin.list_topics(settings.kafka)  # one clear line if the broker is not reachable
+    try:
+        settings = load_settings(args.env)
+        kafka_admin.list_topics(settings.kafka)  # one clear line if the broker is not reachable
+    except LakepipeError as exc:
+        sys.exit(f"error: {exc}")
     print(run_bench(settings, args.quick, only))
 
 
