@@ -169,16 +169,23 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tables_of_named_pipelines(args: argparse.Namespace, settings) -> list | None:  # noqa: ANN001
+    """Every table of the pipelines named on the command line (or --all), once each; None when none is named."""
+    names = _named_pipelines(args, settings)
+    if not names:
+        return None
+    project = _project(args, names)
+    return list({t.name: t for n in names for t in project.pipeline(n).layout.tables}.values())
+
+
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from pipelines.ops.maintenance import compact
     from pipelines.platform.session import spark_session
 
     settings = _settings(args)
-    names = _named_pipelines(args, settings)
-    if not names:
+    tables = _tables_of_named_pipelines(args, settings)
+    if tables is None:
         return 2
-    project = _project(args, names)
-    tables = list({t.name: t for n in names for t in project.pipeline(n).layout.tables}.values())
     with spark_session(settings.spark, "lakepipe-optimize") as spark:
         done = compact(spark, tables)
     for c in done:
@@ -198,11 +205,9 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
 
     check_retention(args.vacuum_retention, args.force)  # before a Spark session is started for nothing
     settings = _settings(args)
-    names = _named_pipelines(args, settings)
-    if not names:
+    tables = _tables_of_named_pipelines(args, settings)
+    if tables is None:
         return 2
-    project = _project(args, names)
-    tables = list({t.name: t for n in names for t in project.pipeline(n).layout.tables}.values())
     events = events_table(settings)
     with spark_session(settings.spark, "lakepipe-maintain") as spark:
         if is_delta_table(spark, events.path):
