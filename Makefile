@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $@
 
-jars: .jars/spark/.resolved .jars/kafka/.resolved .jars/connect/.resolved .jars/debezium/.resolved
+jars: .jars/spark/.resolved .jars/kafka/.resolved .jars/connect/.resolved .jars/debezium/.resolved .jars/metastore/.resolved
 
 .jars/%/.resolved: infra/%/pom.xml
 	@command -v mvn >/dev/null || { echo "mvn not found: install Maven (e.g. apt-get install maven)"; exit 1; }

@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--conf-dir", help="folder of environment files")
     args = parser.parse_args()
     project = load_project(load_settings(args.env, args.conf_dir), [args.pipeline])
-    with spark_session(project.settings.spark, f"lakepipe-backfill-{args.pipeline}") as spark:
+    with spark_session(project.settings, f"lakepipe-backfill-{args.pipeline}") as spark:
         print(run_backfill(spark, project, args).summary())
 
 

@@ -9,6 +9,7 @@ import argparse
 from pipelines.engine.runner import run
 from pipelines.model.config import load_settings
 from pipelines.model.project import load_project
+from pipelines.ops.catalog import summary
 from pipelines.platform.session import spark_session
 
 
@@ -20,8 +21,10 @@ def main() -> None:
     parser.add_argument("--conf-dir", help="folder of environment files")
     args = parser.parse_args()
     project = load_project(load_settings(args.env, args.conf_dir), args.pipeline)
-    with spark_session(project.settings.spark, f"lakepipe-{'-'.join(args.pipeline)}") as spark:
-        run(spark, project, args.pipeline, once=args.once)
+    with spark_session(project.settings, f"lakepipe-{'-'.join(args.pipeline)}") as spark:
+        result = run(spark, project, args.pipeline, once=args.once)
+    if result.registered:
+        print(summary(result.registered))
 
 
 if __name__ == "__main__":

@@ -41,16 +41,48 @@ def _project(args: argparse.Namespace, names: Sequence[str] | None = None):
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from pipelines.platform import local_broker
+    from pipelines.platform import local_broker, local_metastore
 
-    print(local_broker.start(_settings(args)))
+    settings = _settings(args)
+    print(local_broker.start(settings))
+    if settings.local_catalog:
+        print(local_metastore.start(settings))
     return 0
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    from pipelines.platform import local_broker
+    from pipelines.platform import local_broker, local_metastore
 
-    print(local_broker.stop(_settings(args)))
+    settings = _settings(args)
+    print(local_broker.stop(settings))
+    if local_metastore.running_pid(settings) is not None:
+        print(local_metastore.stop(settings))
+    return 0
+
+
+def _cmd_metastore(args: argparse.Namespace) -> int:
+    from pipelines.platform import local_metastore
+
+    settings = _settings(args)
+    action = {"up": local_metastore.start, "down": local_metastore.stop, "status": local_metastore.status}[args.action]
+    print(action(settings))
+    return 1 if args.action == "status" and not local_metastore.answers(settings) else 0
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    from pipelines.ops.catalog import run_sql
+    from pipelines.platform.session import spark_session
+
+    project = _project(args)
+    if not project.settings.catalog.enabled:
+        print(f"lakepipe: the catalog is off (catalog.enabled: false in {project.settings.source})", file=sys.stderr)
+        return 2
+    with spark_session(project.settings, "lakepipe-sql") as spark:
+        result = run_sql(spark, project, args.query)
+        if args.json:
+            print(json.dumps([r.asDict(recursive=True) for r in result.limit(args.rows).collect()], indent=2, default=str))
+        else:
+            result.show(args.rows, truncate=not args.no_truncate, vertical=args.vertical)
     return 0
 
 
@@ -64,12 +96,30 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    if args.watch is None:
+        return _status_once(args)
+    import time
+
+    try:
+        while True:  # until Ctrl-C, the way to end it (exit code 0)
+            if sys.stdout.isatty():
+                print("\033[2J\033[H", end="")  # clear the screen, like `watch`
+            print(f"lakepipe status, every {args.watch:g} s (Ctrl-C to stop) - {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            _status_once(args)
+            sys.stdout.flush()
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _status_once(args: argparse.Namespace) -> int:
     from pipelines.errors import TopicMissingError
     from pipelines.ops.status import pipeline_status, prometheus_text
-    from pipelines.platform import kafka_admin, local_broker
+    from pipelines.platform import kafka_admin, local_broker, local_metastore
 
     settings = _settings(args)
     broker = local_broker.status(settings)
+    metastore = [local_metastore.status(settings)] if settings.local_catalog else []
     names = args.pipelines or settings.pipeline_names()
     project = _project(args, names) if names else None
     if names and not kafka_admin.is_reachable(settings.kafka):
@@ -88,9 +138,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.prometheus:
         print(prometheus_text(states), end="")
     elif args.json:
-        print(json.dumps({"broker": broker, "pipelines": [s.to_dict() for s in states], "missing": missing}, indent=2))
+        data = {"broker": broker, "metastore": (metastore or [None])[0], "pipelines": [s.to_dict() for s in states]}
+        print(json.dumps({**data, "missing": missing}, indent=2))
     else:
-        for line in [broker, *(s.line() for s in states), *missing]:
+        for line in [broker, *metastore, *(s.line() for s in states), *missing]:
             print(line)
     return 1 if any(s.breaches for s in states) else 0
 
@@ -137,6 +188,7 @@ def _named_pipelines(args: argparse.Namespace, settings) -> list[str]:  # noqa: 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipelines.engine import runner
+    from pipelines.ops import catalog
     from pipelines.platform import kafka_admin
     from pipelines.platform.session import spark_session
 
@@ -147,8 +199,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     project = _project(args, names)  # config, contract, broker and topic errors before Spark starts
     for name in names:
         kafka_admin.require_topic(settings.kafka, project.topic(name))
-    with spark_session(settings.spark, f"lakepipe-run-{'-'.join(names)}") as spark:
+    if not args.once and settings.spark.ui is None:  # a continuous run keeps Spark's UI (its Structured Streaming tab)
+        settings = settings.with_spark(ui=True)
+    with spark_session(settings, f"lakepipe-run-{'-'.join(names)}") as spark:
+        ui = spark.sparkContext.uiWebUrl
+        if ui and not args.once:
+            print(f"Spark UI: {ui} (streaming queries: {ui}/StreamingQuery/, Spark metrics: {ui}/metrics/prometheus/)", flush=True)
         result = runner.run(spark, project, names, once=args.once)
+    if result.registered:
+        print(catalog.summary(result.registered))
     for name, m in result.queries.items():
         late = f", {m.late_rows_dropped} late rows left out" if m.late_rows_dropped else ""
         print(f"{name}: {m.input_rows} rows in {m.batches} batches{late}")
@@ -163,7 +222,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     from pipelines.platform.session import spark_session
 
     project = _project(args, [args.pipeline])
-    with spark_session(project.settings.spark, f"lakepipe-backfill-{args.pipeline}") as spark:
+    with spark_session(project.settings, f"lakepipe-backfill-{args.pipeline}") as spark:
         record = run_backfill(spark, project, args)
     print(record.summary())
     return 0
@@ -186,7 +245,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     tables = _tables_of_named_pipelines(args, settings)
     if tables is None:
         return 2
-    with spark_session(settings.spark, "lakepipe-optimize") as spark:
+    with spark_session(settings, "lakepipe-optimize") as spark:
         done = compact(spark, tables)
     for c in done:
         print(f"{c.table}: {c.files_before} files -> {c.files_after} ({c.bytes_after / 1e6:,.1f} MB)")
@@ -209,7 +268,7 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
     if tables is None:
         return 2
     events = events_table(settings)
-    with spark_session(settings.spark, "lakepipe-maintain") as spark:
+    with spark_session(settings, "lakepipe-maintain") as spark:
         if is_delta_table(spark, events.path):
             expire(spark, events, durations.seconds(settings.event_log.retention))
             tables.append(events)
@@ -253,7 +312,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
     if args.markdown:
         print(markdown(project))
         return 0
-    with spark_session(project.settings.spark, "lakepipe-tables") as spark:
+    with spark_session(project.settings, "lakepipe-tables") as spark:
         rows = list_tables(spark, project)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -270,7 +329,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from pipelines.platform.session import spark_session
 
     project = _project(args)
-    with spark_session(project.settings.spark, "lakepipe-show") as spark:
+    with spark_session(project.settings, "lakepipe-show") as spark:
         read_table(spark, project, args.table).show(args.rows, truncate=not args.no_truncate, vertical=args.vertical)
     return 0
 
@@ -286,7 +345,7 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     table = project.owner(args.table).layout.silver.name if args.table else None
     since = durations.seconds(args.since) if args.since else None
     path = project.quality_table.path
-    with spark_session(project.settings.spark, "lakepipe-quality") as spark:
+    with spark_session(project.settings, "lakepipe-quality") as spark:
         if not project.pipelines or not is_delta_table(spark, path):
             raise TableNotFoundError("no quality results yet: run a pipeline first (`lakepipe run NAME --once`)")
         results = recorded(spark, path, table, since)
@@ -316,7 +375,7 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
 
     project = _project(args)
     p = project.owner(args.table)
-    with spark_session(project.settings.spark, "lakepipe-quarantine") as spark:
+    with spark_session(project.settings, "lakepipe-quarantine") as spark:
         if args.action == "list":
             rows = pending(spark, p.layout.quarantine.path, args.reason, args.since)
             counts = reason_counts(rows)
@@ -349,10 +408,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     kafka_admin.list_topics(settings.kafka)  # one clear line if the broker is down
     if args.fresh:
         reset(project)
-    with spark_session(settings.spark, "lakepipe-demo") as spark:
+    with spark_session(settings, "lakepipe-demo") as spark:
         run_demo(spark, project, events=args.events)
     env = f" --env {settings.env}" if settings.env != "local" else ""
     print(f"\nexplore: lakepipe tables{env} | lakepipe show payments_fraud_alerts{env} | lakepipe run --all{env}")
+    if settings.catalog.enabled:
+        print(f'         lakepipe sql{env} "SELECT * FROM {settings.catalog.schema_prefix}_gold.clickstream_sessions ORDER BY revenue DESC"')
     return 0
 
 
@@ -372,8 +433,10 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("up", _cmd_up, "start the local Kafka broker (reuses a running one); same as `broker up`")
-    add("down", _cmd_down, "stop the local Kafka broker; same as `broker down`")
+    add("up", _cmd_up, "start the local Kafka broker and the local catalog's metastore server (reuses running ones)")
+    add("down", _cmd_down, "stop the local Kafka broker and the metastore server")
+    p = add("metastore", _cmd_metastore, "the local catalog's metastore server: start (or reuse), stop, or say whether it answers")
+    p.add_argument("action", choices=("up", "down", "status"))
     p = add("broker", _cmd_broker, "the local Kafka broker: start (or reuse), stop, or say whether it runs")
     p.add_argument("action", choices=("up", "down", "status"))
     p = add("status", _cmd_status, "whether the local broker runs; per pipeline, bronze's lag behind Kafka, each table's last commit and how far behind its source it is, and the spec's SLO verdict (exit code 1 when one is breached)")
@@ -381,6 +444,8 @@ def _parser() -> argparse.ArgumentParser:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="as JSON")
     out.add_argument("--prometheus", action="store_true", help="in Prometheus' text exposition format")
+    p.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
+                   help="print it again every SECONDS (default 5) until Ctrl-C")
     p = add("cdc", _cmd_cdc, "the local change-data-capture source: PostgreSQL (shop database) and Debezium on Kafka Connect")
     p.add_argument("action", choices=("up", "down", "status"))
     p = add("config", _cmd_config, "print the resolved configuration, secrets masked")
@@ -447,6 +512,13 @@ def _parser() -> argparse.ArgumentParser:
     p = add("tables", _cmd_tables, "list every table: name, layer, row count, location")
     p.add_argument("--json", action="store_true", help="as JSON: name, layer, location, rows, keys, partitioning, comment")
     p.add_argument("--markdown", action="store_true", help="the declared tables as a Markdown table (no Spark; the README's list)")
+
+    p = add("sql", _cmd_sql, "run a SQL statement over the catalog's tables (e.g. SELECT * FROM lakepipe_gold.clickstream_sessions) and print the result")
+    p.add_argument("query")
+    p.add_argument("-n", "--rows", type=int, default=20, help="rows to print (default 20)")
+    p.add_argument("--json", action="store_true", help="the rows as JSON")
+    p.add_argument("--vertical", action="store_true")
+    p.add_argument("--no-truncate", action="store_true")
 
     p = add("show", _cmd_show, "print the first rows of a table")
     p.add_argument("table")

@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from pipelines.domains import DemoRun, domains
 from pipelines.engine import runner
 from pipelines.model.project import Project
-from pipelines.platform import kafka_admin, local_cdc
+from pipelines.platform import kafka_admin, local_cdc, local_metastore
 from pipelines.simulators.base import KafkaSink, Tally, publish
 
 Say = Callable[[str], None]
@@ -35,6 +35,7 @@ def reset(project: Project) -> None:
             kafka_admin.delete_topic(project.settings.kafka, project.topic(name))
     lake = Path(project.settings.lake_root)
     if lake.exists():
+        local_metastore.release(project.settings)  # the lake's catalog database goes with it
         shutil.rmtree(lake)
 
 

@@ -29,6 +29,10 @@ class PortInUseError(BrokerError):
     """A port the local broker needs is held by another program."""
 
 
+class MetastoreError(LakepipeError):
+    """The local catalog's metastore server cannot be started, or does not answer."""
+
+
 class KafkaUnreachableError(LakepipeError):
     """The configured Kafka bootstrap servers do not answer."""
 

@@ -48,15 +48,27 @@ def kafka(local_settings):
     return local_settings.kafka
 
 
+@pytest.fixture(scope="session")
+def metastore(local_settings):
+    """The local catalog's metastore server (started once if it is not running)."""
+    from pipelines.platform import local_metastore
+
+    print(local_metastore.start(local_settings))
+    return local_settings.local_metastore
+
+
 @pytest.fixture
 def unique_topic():
     return f"test.{uuid.uuid4().hex[:10]}"
 
 
-def write_conf(folder: Path, topic: str, env: str = "test", topics: dict[str, str] | None = None, **overrides: str) -> Path:
+def write_conf(
+    folder: Path, topic: str, env: str = "test", topics: dict[str, str] | None = None, catalog: bool = False, **overrides: str
+) -> Path:  # fmt: skip
     """A conf file for one test: its own lake root and topic, the local broker, fast triggers.
 
-    `topic` is clickstream's; `topics` gives other pipelines theirs.
+    `topic` is clickstream's; `topics` gives other pipelines theirs. The catalog is off unless `catalog` (the
+    tests' shared Spark session keeps Spark's in-memory catalog; the catalog's own test turns it on).
     """
     folder.mkdir(parents=True, exist_ok=True)
     values = {
@@ -80,6 +92,8 @@ streaming:
 spark:
   master: local[2]
   shuffle_partitions: 2
+catalog:
+  enabled: {str(catalog).lower()}
 schemas_dir: {values['schemas']}
 specs_dir: {values['specs']}
 pipelines:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import time
@@ -13,6 +14,7 @@ from pipelines.bench import common, latency
 from pipelines.bench.backfill import bench_backfill
 from pipelines.bench.cdc import bench_cdc
 from pipelines.bench.common import Figure, Topics
+from pipelines.bench.files import bench_files
 from pipelines.bench.growth import bench_growth, bench_growth_pipeline, bench_silver_growth, files_after_long_run
 from pipelines.bench.latency import bench_latency
 from pipelines.bench.producer import bench_producer
@@ -20,7 +22,7 @@ from pipelines.bench.report import machine, report
 from pipelines.bench.stages import bench_bronze, bench_gold, bench_quality, bench_typed
 from pipelines.bench.sustained import bench_sustained
 from pipelines.errors import LakepipeError
-from pipelines.model.config import Settings, load_settings
+from pipelines.model.config import CatalogSettings, Settings, load_settings
 from pipelines.platform import kafka_admin
 from pipelines.platform.jars import PROJECT_DIR
 from pipelines.platform.session import spark_session
@@ -32,7 +34,7 @@ SIZES = {  # records (seconds of measured load for L1; S2: new events, rows alre
              "S1": (500_000, 1_000_000, 2_000_000), "S1e": (25_000, 50_000, 100_000), "S2": (50_000, 10_000_000),
              "B1": 200_000},
 }  # fmt: skip
-FIGURES = ("P1", "P2", "P3", "P5", "E1", "L1", "L1e", "P4", "S1", "S1e", "S2", "C1", "C2", "B1")
+FIGURES = ("P1", "P2", "P3", "P5", "E1", "L1", "L1e", "P4", "S1", "S1e", "S2", "C1", "C2", "B1", "F1")
 QUICK_FIGURES = ("P1", "P2", "P3", "P5", "L1e", "P4", "S1")  # a few minutes on 2 cores
 
 
@@ -86,6 +88,8 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
                 figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2"], scratch))
             if "B1" in only:
                 figures += timed(lambda: bench_backfill(spark, settings, topics, size["B1"], scratch))
+            if "F1" in only:
+                figures += timed(lambda: bench_files(spark, settings, topics, scratch, quick))
             if {"C1", "C2"} & only:
                 figures += timed(lambda: bench_cdc(spark, settings, topics, scratch, quick, only))
     finally:
@@ -106,7 +110,9 @@ def main() -> None:
     if unknown := only - set(FIGURES):
         parser.error(f"unknown figure(s) {', '.join(sorted(unknown))}: choose among {', '.join(FIGURES)}")
     try:
+        # The figures measure the pipelines: their tables are not registered in a catalog (one step per start).
         settings = load_settings(args.env)
+        settings = dataclasses.replace(settings, file=dataclasses.replace(settings.file, catalog=CatalogSettings(enabled=False)))
         kafka_admin.list_topics(settings.kafka)  # one clear line if the broker is not reachable
     except LakepipeError as exc:
         sys.exit(f"error: {exc}")

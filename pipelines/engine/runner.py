@@ -21,10 +21,12 @@ from pyspark.sql.streaming import StreamingQuery
 from pipelines.engine.bronze import start_bronze
 from pipelines.engine.gold.outputs import inline_rebuilds, retire_inline_queries, start_output
 from pipelines.engine.silver import start_silver
-from pipelines.engine.tables import create_tables
+from pipelines.engine.tables import apply_file_properties, create_tables
 from pipelines.errors import PipelineFailedError, error_summary
 from pipelines.model.config import Settings
+from pipelines.model.layout import Table
 from pipelines.model.project import Pipeline, Project
+from pipelines.ops.catalog import register
 from pipelines.ops.event_log import EventLog
 from pipelines.platform import kafka_admin
 
@@ -47,6 +49,7 @@ class QueryMetrics:
 class RunResult:
     queries: dict[str, QueryMetrics] = field(default_factory=dict)
     stage_seconds: list[float] = field(default_factory=list)  # --once: wall time of each stage, in order
+    registered: list[str] = field(default_factory=list)  # catalog names registered (or pointed again) at start
 
     def to_dict(self) -> dict:
         return {name: vars(m) for name, m in self.queries.items()}
@@ -57,19 +60,27 @@ def run(spark: SparkSession, project: Project, names: Sequence[str], once: bool)
     result = RunResult()
     events = EventLog(spark, project.settings).start() if project.settings.event_log.enabled else None
     try:
+        trigger = {"availableNow": True} if once else {"processingTime": project.settings.streaming.trigger_interval}
+        stages = _stages(spark, project, names, trigger)  # creates the tables
+        result.registered = register(spark, project.settings, _tables(project, names))
         if once:
-            for stage in _stages(spark, project, names, {"availableNow": True}):
+            for stage in stages:
                 start = time.perf_counter()
                 queries = [start_query() for start_query in stage]
                 _await_all(queries, result)
                 result.stage_seconds.append(round(time.perf_counter() - start, 3))
         else:
-            trigger = {"processingTime": project.settings.streaming.trigger_interval}
-            _await_until_stopped(spark, start_all(spark, project, names, trigger), result)
+            _await_until_stopped(spark, [start() for stage in stages for start in stage], result)
     finally:
         if events is not None:
             events.stop()
     return result
+
+
+def _tables(project: Project, names: Sequence[str]) -> list[Table]:
+    """The tables of the pipelines `names` and of those they read, then the shared audit tables."""
+    mine = {p for n in names for p in (n, *project.pipeline(n).source_pipelines())}
+    return [t for t in project.tables if t.pipeline in mine or t.pipeline == "*"]
 
 
 def start_all(spark: SparkSession, project: Project, names: Sequence[str], trigger: dict) -> list[StreamingQuery]:
@@ -85,6 +96,7 @@ def _stages(
     for p in pipelines:
         kafka_admin.require_topic(project.settings.kafka, p.topic)
         create_tables(spark, project, p)
+        apply_file_properties(spark, p)
         retire_inline_queries(spark, p)
     return [
         [lambda p=p: _bronze(spark, project.settings, p, trigger) for p in pipelines],

@@ -7,15 +7,16 @@ applied to the silver stream (so a spec change shows in a new table without any 
 
 from __future__ import annotations
 
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StructField, StructType
 
 from pipelines.engine.bronze import BRONZE_SCHEMA
 from pipelines.engine.delta_io import ensure_table
 from pipelines.engine.silver import BATCHES_SCHEMA, quarantine_schema, silver_schema
 from pipelines.model.layout import Table
 from pipelines.model.project import Pipeline, Project
-from pipelines.model.spec import OutputSpec
+from pipelines.model.spec import FilesSpec, OutputSpec
 from pipelines.quality.results import QUALITY_SCHEMA
 
 
@@ -35,7 +36,7 @@ def create_pipeline_tables(spark: SparkSession, p: Pipeline) -> None:
     """Create the tables of `p` alone (the tables its outputs read must exist)."""
     layout = p.layout
     create(spark, layout.bronze, BRONZE_SCHEMA)
-    create(spark, layout.silver, silver_schema(p.contract))
+    create(spark, layout.silver, with_comments(silver_schema(p.contract), {f.name: f.description for f in p.contract.fields}))
     create(spark, layout.quarantine, quarantine_schema(p.contract, p.spec))
     create(spark, layout.batches, BATCHES_SCHEMA)
     create(spark, layout.quality, QUALITY_SCHEMA)
@@ -43,8 +44,37 @@ def create_pipeline_tables(spark: SparkSession, p: Pipeline) -> None:
         create(spark, layout.output(o.name), output_schema(spark, p, o))
 
 
+def apply_file_properties(spark: SparkSession, p: Pipeline) -> list[str]:
+    """Give each table of `p` the small-file properties its spec's `files` asks for, and take them off the others
+    (one metadata commit per table that changes; none when nothing does). Call before the pipeline's queries
+    start: a metadata commit would fail a stream writing the table at that moment. Returns what changed."""
+    changed = []
+    for t in p.layout.tables:
+        if t.pipeline != p.name:
+            continue  # the shared quality table: no one pipeline's spec decides for it
+        wanted = p.spec.files.properties(t.name, t.layer)
+        current = DeltaTable.forPath(spark, t.path).detail().first().properties or {}
+        to_set = {k: v for k, v in wanted.items() if current.get(k) != v}
+        to_unset = [k for k in FilesSpec.PROPERTIES.values() if k in current and k not in wanted]
+        where = f"delta.`{t.path}`"
+        if to_set:
+            spark.sql(f"ALTER TABLE {where} SET TBLPROPERTIES ({', '.join(f'{k!r} = {v!r}' for k, v in to_set.items())})")
+        if to_unset:
+            spark.sql(f"ALTER TABLE {where} UNSET TBLPROPERTIES ({', '.join(repr(k) for k in to_unset)})")
+        changed += [f"{t.name}: {k}={v}" for k, v in to_set.items()] + [f"{t.name}: {k} off" for k in to_unset]
+    return changed
+
+
 def create(spark: SparkSession, t: Table, schema: StructType) -> None:
-    ensure_table(spark, t.path, schema, t.partition_by)
+    ensure_table(spark, t.path, schema, t.partition_by, t.comment)
+
+
+def with_comments(schema: StructType, comments: dict[str, str]) -> StructType:
+    """`schema` with a column comment (the catalog shows it) on each field that has a non-empty text in `comments`."""
+    return StructType([
+        StructField(f.name, f.dataType, f.nullable, {**f.metadata, "comment": comments[f.name]}) if comments.get(f.name) else f
+        for f in schema.fields
+    ])  # fmt: skip
 
 
 def output_schema(spark: SparkSession, p: Pipeline, o: OutputSpec) -> StructType:

@@ -69,7 +69,7 @@ class SparkSettings:
     master: str = "local[2]"
     shuffle_partitions: int = 4
     driver_memory: str = "2g"
-    ui: bool = False
+    ui: bool | None = None  # Spark's web UI; by default on for a continuous `lakepipe run` only
     log_level: str = "WARN"
     conf: Mapping[str, str] = field(default_factory=_empty)
 
@@ -120,6 +120,43 @@ class EventLogSettings:
 
 
 @dataclass(frozen=True)
+class CatalogSettings:
+    """Every table registered by name in a catalog: `<catalog.>schema.table`, a schema per layer.
+
+    `metastore: local` runs Spark's built-in Hive metastore client against the local metastore database
+    (a Derby network server that `lakepipe up` starts; its database lives in the lake root), so that every
+    Spark application on this machine shares the names at once. `metastore: session` leaves the catalog to
+    the platform's session (Unity Catalog on Databricks, a cluster's Hive metastore): set `name` to the
+    catalog for three-part names there.
+    """
+
+    enabled: bool = True
+    metastore: str = "local"  # local | session
+    name: str = ""  # the catalog of three-part names (Unity Catalog); empty: the session's current catalog
+    schema_prefix: str = "lakepipe"  # schemas <prefix>_bronze, <prefix>_silver, <prefix>_quarantine, ...
+
+    def __post_init__(self) -> None:
+        if self.metastore not in ("local", "session"):
+            raise ValueError(f"catalog.metastore must be 'local' or 'session', not {self.metastore!r}")
+        for key in ("name", "schema_prefix"):
+            value = getattr(self, key)
+            if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+                raise ValueError(f"catalog.{key} must be letters, digits and _ (a SQL name), not {value!r}")
+        if not self.schema_prefix:
+            raise ValueError("catalog.schema_prefix must not be empty")
+
+
+@dataclass(frozen=True)
+class LocalMetastoreSettings:
+    """The local catalog's metastore database server (Apache Derby, network mode) that `lakepipe up` runs."""
+
+    host: str = "127.0.0.1"
+    port: int = 1527
+    heap: str = "256m"
+    state_dir: str = ".lakepipe/metastore"  # its pid file and logs; the database itself is in the lake root
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """Per-environment overrides of a pipeline spec."""
 
@@ -137,6 +174,8 @@ class EnvFile:
     local_broker: LocalBrokerSettings = field(default_factory=LocalBrokerSettings)
     local_cdc: LocalCdcSettings = field(default_factory=LocalCdcSettings)
     event_log: EventLogSettings = field(default_factory=EventLogSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    local_metastore: LocalMetastoreSettings = field(default_factory=LocalMetastoreSettings)
     schemas_dir: str = "schemas"
     specs_dir: str = "conf/pipelines"
     pipelines: Mapping[str, PipelineSettings] = field(default_factory=dict)
@@ -163,6 +202,49 @@ class Settings:
     @property
     def spark(self) -> SparkSettings:
         return self.file.spark
+
+    def with_spark(self, **changes: Any) -> Settings:
+        """These settings with some Spark settings changed (e.g. `ui=True` for a continuous run)."""
+        return dataclasses.replace(self, file=dataclasses.replace(self.file, spark=dataclasses.replace(self.file.spark, **changes)))
+
+    @property
+    def catalog(self) -> CatalogSettings:
+        return self.file.catalog
+
+    @property
+    def local_metastore(self) -> LocalMetastoreSettings:
+        return self.file.local_metastore
+
+    @property
+    def local_catalog(self) -> bool:
+        """Whether tables are registered in lakepipe's local metastore (else in the session's own catalog)."""
+        return self.catalog.enabled and self.catalog.metastore == "local"
+
+    @property
+    def metastore_db(self) -> str:
+        """The local metastore's database folder: in the lake root, beside the tables it names."""
+        return _join(self.lake_root, "_catalog/metastore_db")
+
+    def metastore_conf(self) -> dict[str, str]:
+        """Spark settings of the local catalog: the built-in Hive metastore client, over JDBC to the local
+        metastore server (see `pipelines.platform.local_metastore`); none unless `local_catalog`. The session
+        factory applies them only to a JVM it starts itself (elsewhere the platform's catalog rules)."""
+        if not self.local_catalog:
+            return {}
+        if "://" in self.lake_root or self.lake_root.startswith("dbfs:"):
+            raise ConfigError(f"{self.source}: catalog.metastore 'local' keeps the catalog beside a lake on this "
+                              f"machine, but lake.root is {self.lake_root}: set catalog.metastore: session")  # fmt: skip
+        m = self.local_metastore
+        return {
+            "spark.sql.catalogImplementation": "hive",
+            "spark.sql.warehouse.dir": _join(self.lake_root, "_catalog/warehouse"),
+            "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby://{m.host}:{m.port}/{self.metastore_db};create=true",
+            "spark.hadoop.javax.jdo.option.ConnectionDriverName": "org.apache.derby.jdbc.ClientDriver",
+            "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
+            "spark.hadoop.hive.metastore.schema.verification": "false",
+            # An unreachable metastore fails the first catalog call at once instead of after 10 retries 2 s apart.
+            "spark.hadoop.hive.hmshandler.retry.attempts": "1",
+        }
 
     @property
     def local_broker(self) -> LocalBrokerSettings:

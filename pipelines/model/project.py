@@ -155,5 +155,11 @@ def _load_pipeline(settings: Settings, name: str) -> Pipeline:
             pipeline, table = o.rebuild.lookup(arg)
             if sources[pipeline].table(table) is None:
                 raise ConfigError(f"{resolved.source}: key 'outputs[{i}].rebuild.lookups.{arg}' names '{ref}', which is no table")
+    names = {t.name for t in layout.tables} | {t.layer for t in layout.tables}
+    for key in ("auto_compact", "optimize_write"):
+        for entry in getattr(spec.files, key):
+            if entry not in names:
+                raise ConfigError(f"{resolved.source}: key 'files.{key}' names '{entry}', which is neither a layer nor a "
+                                  f"table of this pipeline ({', '.join(sorted(names))})")  # fmt: skip
     return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout, sources, resolved.suite)
 

@@ -156,6 +156,26 @@ class SloSpec:
 
 
 @dataclass(frozen=True)
+class FilesSpec:
+    """Delta's own remedies for the small files a stream writes, per table (each entry a layer or a table name).
+
+    `auto_compact`: after a commit that leaves many small files (50 by default), Delta compacts them in the same
+    writer (`delta.autoOptimize.autoCompact`); `optimize_write`: a write is shuffled so that it makes one file per
+    partition value instead of one per task (`delta.autoOptimize.optimizeWrite`). Set as table properties when a
+    run starts (before its queries), and taken off a table no longer listed.
+    """
+
+    auto_compact: tuple[str, ...] = ()
+    optimize_write: tuple[str, ...] = ()
+
+    PROPERTIES = {"auto_compact": "delta.autoOptimize.autoCompact", "optimize_write": "delta.autoOptimize.optimizeWrite"}
+
+    def properties(self, name: str, layer: str) -> dict[str, str]:
+        """The table properties a table named `name` of `layer` gets."""
+        return {prop: "true" for key, prop in self.PROPERTIES.items() if {name, layer} & set(getattr(self, key))}
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     name: str
     topic: str
@@ -171,6 +191,7 @@ class PipelineSpec:
     outputs: tuple[OutputSpec, ...] = ()
     quality: QualitySpec | None = None
     slo: SloSpec | None = None
+    files: FilesSpec = FilesSpec()
     description: str = ""
 
     @property

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
-from pipelines.model.config import SparkSettings
+from pipelines.model.config import Settings, SparkSettings
+from pipelines.platform import local_metastore
 from pipelines.platform.jars import PROJECT_DIR, jar_files, java_executable
 
 # Settings every lakepipe session needs, on any platform.
@@ -33,6 +34,9 @@ SQL_CONF = {
     # A partitioned write (silver by event_date) keeps a file open per partition value instead of sorting each
     # task's rows by it first; beyond 8 values in one task it falls back to sorting.
     "spark.sql.maxConcurrentOutputFileWriters": "8",
+    # Each streaming query's rates, latency, watermark and state size as Spark metrics (source
+    # `spark.streaming.<query name>`), for whatever metrics sink the platform has.
+    "spark.sql.streaming.metricsEnabled": "true",
 }
 
 
@@ -46,15 +50,26 @@ LOCAL_CONF = {
     # internal queries need more, and each miss compiles a class again (Janino, then the JIT): with 100, ~19
     # compilations a second on 2 cores with the clickstream pipeline running, ~1 a second with 5,000.
     "spark.sql.codegen.cache.maxEntries": "5000",
+    # Spark's metrics in Prometheus' text format at <Spark UI>/metrics/prometheus/ (when the UI is on: a
+    # continuous `lakepipe run`), named lakepipe_... rather than after each run's application id.
+    "spark.metrics.conf.*.sink.prometheusServlet.class": "org.apache.spark.metrics.sink.PrometheusServlet",
+    "spark.metrics.conf.*.sink.prometheusServlet.path": "/metrics/prometheus",
+    "spark.metrics.namespace": "lakepipe",
 }
 
 
-def get_spark(settings: SparkSettings | None = None, app_name: str = "lakepipe") -> SparkSession:
-    """Return the active session, or build one for `settings` (see the module docstring)."""
+def get_spark(settings: Settings | SparkSettings | None = None, app_name: str = "lakepipe") -> SparkSession:
+    """Return the active session, or build one for `settings` (see the module docstring).
+
+    Given an environment's `Settings`, a JVM started here also gets the local catalog (`catalog.metastore:
+    local`): Spark's Hive metastore client on the local metastore server, with its JDBC driver on the class path.
+    """
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    settings = settings or SparkSettings()
+    env = settings if isinstance(settings, Settings) else None
+    catalog = env.metastore_conf() if env else {}
+    settings = (env.spark if env else settings) or SparkSettings()
     builder = SparkSession.builder.appName(app_name)
     for key, value in SQL_CONF.items():
         builder = builder.config(key, value)
@@ -69,7 +84,7 @@ def get_spark(settings: SparkSettings | None = None, app_name: str = "lakepipe")
             builder.master(settings.master)
             .config("spark.jars", ",".join(str(j) for j in jar_files("spark")))
             .config("spark.driver.memory", settings.driver_memory)
-            .config("spark.ui.enabled", str(settings.ui).lower())
+            .config("spark.ui.enabled", str(bool(settings.ui)).lower())
             .config("spark.ui.showConsoleProgress", "false")
             # A JVM outside UTC makes Delta re-verify the whole table state on every commit
             # (allFilesInCrc.verificationMode.forceOnNonUTC); timestamps follow the session time zone anyway.
@@ -77,6 +92,12 @@ def get_spark(settings: SparkSettings | None = None, app_name: str = "lakepipe")
         )
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)
+        if catalog:
+            local_metastore.require(env)  # one line now, not a Hive stack trace at the first query
+            client = os.pathsep.join(str(j) for j in jar_files("metastore") if j.name.startswith(("derbyclient", "derbyshared")))
+            builder = builder.config("spark.driver.extraClassPath", client)
+            for key, value in catalog.items():
+                builder = builder.config(key, value)
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -91,7 +112,7 @@ def stop_spark(spark: SparkSession) -> None:
 
 
 @contextmanager
-def spark_session(settings: SparkSettings | None = None, app_name: str = "lakepipe") -> Iterator[SparkSession]:
+def spark_session(settings: Settings | SparkSettings | None = None, app_name: str = "lakepipe") -> Iterator[SparkSession]:
     """`get_spark` for the length of a `with` block, then `stop_spark`, however the block ends."""
     spark = get_spark(settings, app_name)
     try:

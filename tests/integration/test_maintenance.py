@@ -87,3 +87,40 @@ def test_vacuum_refuses_an_unsafe_retention_and_streams_carry_on_after_it(spark,
     run_once(spark, test_settings, ["clickstream"])  # the streams read on from their checkpoints
     assert table(spark, p, p.layout.bronze.name).count() == 350
     assert table(spark, p, p.layout.silver.name).count() == len(reaching_silver(first + second))
+
+
+def test_small_file_properties_follow_the_spec_both_ways(spark, tmp_path):
+    import yaml
+
+    from pipelines.engine.tables import apply_file_properties, create_tables
+    from pipelines.model.config import load_settings
+    from pipelines.model.project import load_project
+    from tests.conftest import PROJECT_DIR, write_conf
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    spec = yaml.safe_load((PROJECT_DIR / "conf/pipelines/clickstream.yaml").read_text())
+    spec.pop("files", None)
+
+    def load(files: dict | None):
+        (specs / "clickstream.yaml").write_text(yaml.safe_dump({**spec, **({"files": files} if files else {})}))
+        project = load_project(load_settings("test", write_conf(tmp_path / "conf", "test.unused", specs=specs)), ["clickstream"])
+        return project, project.pipeline("clickstream")
+
+    project, p = load({"auto_compact": ["bronze", "clickstream_sessions"], "optimize_write": ["silver"]})
+    create_tables(spark, project, p)
+    assert sorted(apply_file_properties(spark, p)) == [
+        "clickstream_events: delta.autoOptimize.optimizeWrite=true",
+        "clickstream_events_raw: delta.autoOptimize.autoCompact=true",
+        "clickstream_sessions: delta.autoOptimize.autoCompact=true",
+    ]
+    properties = lambda t: spark.sql(f"DESCRIBE DETAIL delta.`{t.path}`").first().properties  # noqa: E731
+    assert properties(p.layout.bronze)["delta.autoOptimize.autoCompact"] == "true"
+    assert apply_file_properties(spark, p) == [], "a second start changes nothing (no metadata commit)"
+
+    _, p = load({"auto_compact": ["bronze"]})
+    assert sorted(apply_file_properties(spark, p)) == [
+        "clickstream_events: delta.autoOptimize.optimizeWrite off", "clickstream_sessions: delta.autoOptimize.autoCompact off"
+    ]  # fmt: skip
+    assert "delta.autoOptimize.optimizeWrite" not in properties(p.layout.silver)
+    assert properties(p.layout.bronze)["delta.autoOptimize.autoCompact"] == "true"

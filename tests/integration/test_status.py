@@ -9,6 +9,9 @@ import datetime as dt
 import itertools
 import json
 import shutil
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -105,3 +108,15 @@ def test_slo_breaches_decide_the_exit_code(spark, tmp_path, unique_topic, kafka)
     assert {k[1]: v for k, v in samples.items() if k[0] == "lakepipe_kafka_lag_records"} == {"0": 0, "1": 0}
     assert 2.5 <= samples[("lakepipe_table_behind_seconds", p.layout.silver.name)] < 120
     assert samples[("lakepipe_table_slo_seconds", p.layout.silver.name)] == 2
+
+    # --watch: the same verdict again and again until Ctrl-C, which ends it normally
+    watch = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *cli, "--watch", "0.5"], cwd=PROJECT_DIR,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    seen = ""
+    while time.monotonic() < deadline and seen.count("SLO breached") < 2:
+        seen += watch.stdout.readline()
+    watch.send_signal(signal.SIGINT)
+    rest, err = watch.communicate(timeout=30)
+    assert watch.returncode == 0, err
+    assert seen.count("lakepipe status, every 0.5 s") >= 2 and seen.count(f"SLO breached: {p.layout.silver.name}") >= 2, seen

@@ -39,6 +39,9 @@ def test_env_variable_selects_the_file(tmp_path, monkeypatch):
         ("pipelines:\n  clickstream: {topc: x}\n", "unknown key 'pipelines.clickstream.topc'"),
         ("streaming:\n  watermark: soon\n", "'soon' is not a duration"),
         ("kafka: [\n", "is not valid YAML"),
+        ("catalog:\n  metastore: hive\n", "catalog.metastore must be 'local' or 'session', not 'hive'"),
+        ("catalog:\n  schema_prefix: lake-pipe\n", "catalog.schema_prefix must be letters, digits and _"),
+        ("catalog:\n  schemaprefix: x\n", "unknown key 'catalog.schemaprefix'"),
     ],
 )
 def test_bad_files_name_the_file_and_the_key(tmp_path, text, message):
@@ -86,3 +89,31 @@ def test_settings_are_frozen(tmp_path):
         s.kafka.bootstrap_servers = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
         s.kafka.spark_options["x"] = "y"  # type: ignore[index]
+
+
+def test_the_local_catalog_keeps_its_database_in_the_lake_root(tmp_path):
+    s = load_settings("e", conf(tmp_path, "lake:\n  root: /data/lake\nlocal_metastore:\n  port: 1600\n"))
+    c = s.metastore_conf()
+    assert c["spark.sql.catalogImplementation"] == "hive"
+    assert c["spark.hadoop.javax.jdo.option.ConnectionURL"] == "jdbc:derby://127.0.0.1:1600//data/lake/_catalog/metastore_db;create=true"
+    assert c["spark.sql.warehouse.dir"] == "/data/lake/_catalog/warehouse"
+    for text in ("catalog:\n  metastore: session\n", "catalog:\n  enabled: false\n"):
+        assert load_settings("e", conf(tmp_path, text)).metastore_conf() == {}, text
+
+
+def test_a_local_catalog_beside_an_object_store_lake_is_refused(tmp_path):
+    s = load_settings("e", conf(tmp_path, "lake:\n  root: s3a://bucket/lake\n"))
+    with pytest.raises(ConfigError, match="catalog.metastore 'local' keeps the catalog beside a lake on this machine, but "
+                                          "lake.root is s3a://bucket/lake: set catalog.metastore: session"):  # fmt: skip
+        s.metastore_conf()
+
+
+def test_catalog_names_have_a_schema_per_layer_and_the_catalog_in_front_when_set(tmp_path):
+    from pipelines.model.layout import Table
+    from pipelines.ops.catalog import qualified_name
+
+    t = Table("clickstream_sessions", "gold", "clickstream", "/x")
+    local = load_settings("e", conf(tmp_path, "catalog:\n  schema_prefix: shop\n"))
+    assert qualified_name(local, t) == "shop_gold.clickstream_sessions"
+    uc = load_settings("e", conf(tmp_path, "catalog:\n  metastore: session\n  name: main\n"))
+    assert qualified_name(uc, t) == "main.lakepipe_gold.clickstream_sessions"

@@ -144,3 +144,21 @@ def test_the_readme_lists_exactly_the_declared_tables(project):
     readme = (PROJECT_DIR / "README.md").read_text()
     block = readme.split("<!-- tables:begin -->\n")[1].split("\n<!-- tables:end -->")[0]
     assert block == markdown(project), "README's table list is stale: paste `lakepipe tables --markdown` into it"
+
+
+def test_small_file_properties_go_to_the_listed_layers_and_tables(tmp_path):
+    s = spec("clickstream")
+    s["files"] = {"auto_compact": ["bronze", "clickstream_sessions"], "optimize_write": ["silver"]}
+    p = load_project(settings_with(tmp_path, {"clickstream": s})).pipeline("clickstream")
+    got = {t.name: p.spec.files.properties(t.name, t.layer) for t in p.layout.tables}
+    assert got["clickstream_events_raw"] == {"delta.autoOptimize.autoCompact": "true"}
+    assert got["clickstream_sessions"] == {"delta.autoOptimize.autoCompact": "true"}
+    assert got["clickstream_events"] == {"delta.autoOptimize.optimizeWrite": "true"}
+    assert got["clickstream_revenue_per_minute"] == {} == got["clickstream_events_quarantine"]
+
+
+def test_a_small_file_entry_that_is_no_layer_or_table_is_named(tmp_path):
+    s = spec("clickstream")
+    s["files"] = {"auto_compact": ["goldd"]}
+    with pytest.raises(ConfigError, match=r"key 'files.auto_compact' names 'goldd', which is neither a layer nor a table"):
+        load_project(settings_with(tmp_path, {"clickstream": s}))
