@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,11 @@ def test_sigkill_at_three_moments_loses_and_duplicates_nothing(spark, tmp_path, 
     proc = start_pipeline(conf, ctrl_c_log)
     try:
         wait_for_new_commit(tables / "silver/clickstream_events", proc)
+        # a continuous run names Spark's UI once; its Prometheus servlet has each query's streaming metrics
+        ui = next(ln for ln in ctrl_c_log.read_text().splitlines() if ln.startswith("Spark UI: ")).split()[2]
+        metrics = urllib.request.urlopen(f"{ui}/metrics/prometheus/", timeout=30).read().decode()
+        assert "metrics_lakepipe_driver_spark_streaming_clickstream_silver_processingRate_total_Value" in metrics, metrics[:2000]
+        assert urllib.request.urlopen(f"{ui}/StreamingQuery/", timeout=30).status == 200
         os.kill(proc.pid, signal.SIGINT)  # the Python process only, as a terminal's Ctrl-C would reach it
         assert proc.wait(120) == 0, ctrl_c_log.read_text()[-3000:]
     finally:
