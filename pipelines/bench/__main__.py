@@ -14,6 +14,7 @@ from pipelines.bench import common, latency
 from pipelines.bench.backfill import bench_backfill
 from pipelines.bench.cdc import bench_cdc
 from pipelines.bench.common import Figure, Topics
+from pipelines.bench.event_log_cost import bench_event_log_cost
 from pipelines.bench.files import bench_files
 from pipelines.bench.growth import bench_growth, bench_growth_pipeline, bench_silver_growth, files_after_long_run
 from pipelines.bench.latency import bench_latency
@@ -34,7 +35,7 @@ SIZES = {  # records (seconds of measured load for L1; S2: new events, rows alre
              "S1": (500_000, 1_000_000, 2_000_000), "S1e": (25_000, 50_000, 100_000), "S2": (50_000, 10_000_000),
              "B1": 200_000},
 }  # fmt: skip
-FIGURES = ("P1", "P2", "P3", "P5", "E1", "L1", "L1e", "P4", "S1", "S1e", "S2", "C1", "C2", "B1", "F1")
+FIGURES = ("P1", "P2", "P3", "P5", "E1", "L1", "L1e", "P4", "S1", "S1e", "S2", "C1", "C2", "B1", "F1", "EL")
 QUICK_FIGURES = ("P1", "P2", "P3", "P5", "L1e", "P4", "S1")  # a few minutes on 2 cores
 
 
@@ -88,6 +89,8 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
                 figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2"], scratch))
             if "B1" in only:
                 figures += timed(lambda: bench_backfill(spark, settings, topics, size["B1"], scratch))
+            if "EL" in only:
+                figures += timed(lambda: bench_event_log_cost(spark, settings, topics, scratch, quick))
             if "F1" in only:
                 figures += timed(lambda: bench_files(spark, settings, topics, scratch, quick))
             if {"C1", "C2"} & only:

@@ -37,7 +37,7 @@ def _main_table(figures: list[Figure]) -> list[str]:
     for f in figures:
         rss = f"{f.peak_rss_mb:,.0f} MB" if f.peak_rss_mb else "-"
         target = "-" if f.target is None else (f"<= {f.target}" if f.lower_is_better else f">= {f.target}")
-        digits = 1 if f.unit == "s" else 0
+        digits = 1 if f.unit == "s" else 3 if max(abs(f.ours), abs(f.baseline)) < 10 else 0
         lines.append(f"| {f.name} | {f.what} | {f.ours:,.{digits}f} {f.unit} | {f.baseline:,.{digits}f} {f.unit} | "
                      f"{f.ratio:.2f} | {target} | {rss} | {f.seconds:.0f} s |")  # fmt: skip
     return lines

@@ -17,19 +17,22 @@ T_ = TypeVar("T_")
 
 
 def ensure_table(
-    spark: SparkSession, path: str, schema: T.StructType, partition_by: tuple[str, ...] = (), comment: str = ""
-) -> None:
+    spark: SparkSession, path: str, schema: T.StructType, partition_by: tuple[str, ...] = (), comment: str = "",
+    properties: dict[str, str] | None = None,
+) -> None:  # fmt: skip
     """Create an empty Delta table at `path` with `schema` unless one exists there.
 
-    `comment` and the comments in the fields' metadata (`{"comment": ...}`) go into the table's Delta metadata,
-    where the catalog shows them; a table that exists keeps what it has (changing them is a metadata commit,
-    which would conflict with the streams writing it).
+    `comment`, the comments in the fields' metadata (`{"comment": ...}`) and `properties` (table properties) go
+    into the table's Delta metadata, where the catalog shows them; a table that exists keeps what it has
+    (changing them is a metadata commit, which would conflict with the streams writing it).
     """
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
     if comment:
         builder = builder.comment(comment)
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
     builder.execute()
 
 

@@ -35,13 +35,18 @@ def create_tables(spark: SparkSession, project: Project, p: Pipeline, _done: set
 def create_pipeline_tables(spark: SparkSession, p: Pipeline) -> None:
     """Create the tables of `p` alone (the tables its outputs read must exist)."""
     layout = p.layout
-    create(spark, layout.bronze, BRONZE_SCHEMA)
-    create(spark, layout.silver, with_comments(silver_schema(p.contract), {f.name: f.description for f in p.contract.fields}))
-    create(spark, layout.quarantine, quarantine_schema(p.contract, p.spec))
-    create(spark, layout.batches, BATCHES_SCHEMA)
-    create(spark, layout.quality, QUALITY_SCHEMA)
+    files = p.spec.files
+
+    def make(t: Table, schema: StructType) -> None:  # with the small-file properties the spec gives it
+        ensure_table(spark, t.path, schema, t.partition_by, t.comment, files.properties(t.name, t.layer) if t.pipeline == p.name else {})
+
+    make(layout.bronze, BRONZE_SCHEMA)
+    make(layout.silver, with_comments(silver_schema(p.contract), {f.name: f.description for f in p.contract.fields}))
+    make(layout.quarantine, quarantine_schema(p.contract, p.spec))
+    make(layout.batches, BATCHES_SCHEMA)
+    make(layout.quality, QUALITY_SCHEMA)
     for o in p.spec.outputs:  # in spec order: a rebuild may look up an output listed before it
-        create(spark, layout.output(o.name), output_schema(spark, p, o))
+        make(layout.output(o.name), output_schema(spark, p, o))
 
 
 def apply_file_properties(spark: SparkSession, p: Pipeline) -> list[str]:
@@ -65,16 +70,16 @@ def apply_file_properties(spark: SparkSession, p: Pipeline) -> list[str]:
     return changed
 
 
-def create(spark: SparkSession, t: Table, schema: StructType) -> None:
-    ensure_table(spark, t.path, schema, t.partition_by, t.comment)
-
-
 def with_comments(schema: StructType, comments: dict[str, str]) -> StructType:
     """`schema` with a column comment (the catalog shows it) on each field that has a non-empty text in `comments`."""
     return StructType([
         StructField(f.name, f.dataType, f.nullable, {**f.metadata, "comment": comments[f.name]}) if comments.get(f.name) else f
         for f in schema.fields
     ])  # fmt: skip
+
+
+def create(spark: SparkSession, t: Table, schema: StructType) -> None:
+    ensure_table(spark, t.path, schema, t.partition_by, t.comment)
 
 
 def output_schema(spark: SparkSession, p: Pipeline, o: OutputSpec) -> StructType:
