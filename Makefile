@@ -50,8 +50,10 @@ status:
 demo: up
 	$(LAKEPIPE) demo --env demo --fresh
 
+# Two pytest workers, one test file each at a time (each its own Spark session): most of a test's time is waiting
+# (JVM starts, Kafka, micro-batch triggers), so two share 2 cores well. PYTEST_ARGS="-n 0" runs them one by one.
 test: up
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: up .jars/kafka-tools/.resolved
 	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)

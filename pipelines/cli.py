@@ -257,9 +257,8 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 def _cmd_maintain(args: argparse.Namespace) -> int:
     from pipelines.engine.delta_io import is_delta_table
     from pipelines.model import durations
-    from pipelines.model.layout import events_table
-    from pipelines.ops.event_log import expire
-    from pipelines.ops.maintenance import check_retention, compact, vacuum
+    from pipelines.model.layout import events_table, quality_table
+    from pipelines.ops.maintenance import check_retention, compact, expire, vacuum
     from pipelines.platform.session import spark_session
 
     check_retention(args.vacuum_retention, args.force)  # before a Spark session is started for nothing
@@ -267,11 +266,13 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
     tables = _tables_of_named_pipelines(args, settings)
     if tables is None:
         return 2
-    events = events_table(settings)
+    retained = ((events_table(settings), "event_time", settings.event_log.retention),
+                (quality_table(settings), "evaluated_at", settings.quality_results.retention))  # fmt: skip
     with spark_session(settings, "lakepipe-maintain") as spark:
-        if is_delta_table(spark, events.path):
-            expire(spark, events, durations.seconds(settings.event_log.retention))
-            tables.append(events)
+        for table, column, retention in retained:  # the shared audit tables: their rows past retention go first
+            if is_delta_table(spark, table.path):
+                expire(spark, table, column, durations.seconds(retention))
+                tables = [t for t in tables if t.name != table.name] + [table]
         compacted = {c.table: c for c in compact(spark, tables)}
         vacuumed = vacuum(spark, tables, args.vacuum_retention, args.force)
     for v in vacuumed:
@@ -484,7 +485,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")
     p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
 
-    p = add("maintain", _cmd_maintain, "OPTIMIZE, then VACUUM, every table of some pipelines; expire the event log")
+    p = add("maintain", _cmd_maintain, "OPTIMIZE, then VACUUM, every table of some pipelines; expire old event-log and quality-results rows")
     p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")
     p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
     p.add_argument("--vacuum-retention", type=float, default=168.0, metavar="HOURS",

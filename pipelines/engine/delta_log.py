@@ -5,6 +5,7 @@ added each data file. Used to measure how soon written rows become readable (see
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -28,6 +29,22 @@ def file_versions(table: str) -> dict[str, int]:
             if add:
                 out[add["path"].rsplit("/", 1)[-1]] = int(p.stem)
     return out
+
+
+def newest_value_ms(table: str, column: str) -> float | None:
+    """The highest value of timestamp `column` in the table (epoch ms), from the per-file statistics of the add
+    actions in its log (no data read); None when no file has them."""
+    best = None
+    for p in _commits(table):
+        for line in p.read_text().splitlines():
+            add = json.loads(line).get("add")
+            if add and add.get("stats"):
+                value = json.loads(add["stats"]).get("maxValues", {}).get(column)
+                if value and (best is None or value > best):
+                    best = value
+    if best is None:
+        return None
+    return dt.datetime.fromisoformat(best.replace("Z", "+00:00")).timestamp() * 1000
 
 
 def latest_version(table: str) -> int:

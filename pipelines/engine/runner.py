@@ -28,6 +28,7 @@ from pipelines.model.layout import Table
 from pipelines.model.project import Pipeline, Project
 from pipelines.ops.catalog import register
 from pipelines.ops.event_log import EventLog
+from pipelines.ops.run_marker import marked
 from pipelines.platform import kafka_admin
 
 
@@ -57,6 +58,11 @@ class RunResult:
 
 def run(spark: SparkSession, project: Project, names: Sequence[str], once: bool) -> RunResult:
     """Run the pipelines `names`; every micro-batch, start, stop and failure goes to the event log (if enabled)."""
+    with marked([project.pipeline(n).layout.checkpoints for n in names], spark.sparkContext.applicationId):
+        return _run(spark, project, names, once)  # `lakepipe status` says they run, and since when
+
+
+def _run(spark: SparkSession, project: Project, names: Sequence[str], once: bool) -> RunResult:
     result = RunResult()
     events = EventLog(spark, project.settings).start() if project.settings.event_log.enabled else None
     try:

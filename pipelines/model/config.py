@@ -120,6 +120,17 @@ class EventLogSettings:
 
 
 @dataclass(frozen=True)
+class QualityResultsSettings:
+    """The quality_results table (one row per rule per checked micro-batch of every silver table)."""
+
+    retention: str = "90 days"  # rows older than this are deleted by `lakepipe maintain`
+
+    def __post_init__(self) -> None:
+        if durations.seconds(self.retention) <= 0:  # a ValueError names a bad value
+            raise ValueError(f"quality_results.retention must be positive, not {self.retention!r}")
+
+
+@dataclass(frozen=True)
 class CatalogSettings:
     """Every table registered by name in a catalog: `<catalog.>schema.table`, a schema per layer.
 
@@ -174,6 +185,7 @@ class EnvFile:
     local_broker: LocalBrokerSettings = field(default_factory=LocalBrokerSettings)
     local_cdc: LocalCdcSettings = field(default_factory=LocalCdcSettings)
     event_log: EventLogSettings = field(default_factory=EventLogSettings)
+    quality_results: QualityResultsSettings = field(default_factory=QualityResultsSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     local_metastore: LocalMetastoreSettings = field(default_factory=LocalMetastoreSettings)
     schemas_dir: str = "schemas"

@@ -24,7 +24,8 @@ from pipelines.engine.delta_io import ensure_table
 from pipelines.errors import error_summary
 from pipelines.model import durations
 from pipelines.model.config import Settings
-from pipelines.model.layout import Table, events_table
+from pipelines.model.layout import events_table
+from pipelines.ops.maintenance import expire
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +117,6 @@ def _number(x: float | None) -> float | None:
     return None if x is None or x != x else float(x)  # NaN (no input) as null
 
 
-def expire(spark: SparkSession, table: Table, retention_s: float) -> None:
-    """Delete the event-log rows older than the retention (a commit only when there are some)."""
-    from delta.tables import DeltaTable
-
-    cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=retention_s)
-    DeltaTable.forPath(spark, table.path).delete(f"event_time < TIMESTAMP'{cutoff.isoformat(sep=' ')}'")
-
-
 class EventLog(StreamingQueryListener):
     """Collects the rows (listener callbacks) and appends them to the table (`flush`, or the flusher thread)."""
 
@@ -169,7 +162,7 @@ class EventLog(StreamingQueryListener):
     def start(self) -> EventLog:
         """Create the table, delete rows past retention, register the listener and start the flusher."""
         ensure_table(self.spark, self.table.path, EVENTS_SCHEMA, self.table.partition_by)
-        expire(self.spark, self.table, self.retention)
+        expire(self.spark, self.table, "event_time", self.retention)
         self.spark.streams.addListener(self)
         self._thread = threading.Thread(target=self._run, name="event-log-flusher", daemon=True)
         self._thread.start()

@@ -11,6 +11,7 @@ forced (and is safe only when every stream reading the table has caught up).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -47,6 +48,21 @@ def compact(spark: SparkSession, tables: list[Table]) -> list[Compaction]:
         after, size = file_count(spark, t.path)
         out.append(Compaction(t.name, before, after, size))
     return out
+
+
+def expire(spark: SparkSession, table: Table, column: str, retention_s: float, attempts: int = 3) -> None:
+    """Delete the rows of `table` whose timestamp `column` is older than the retention (a commit only when there are
+    some). Streams append to these tables meanwhile: a DELETE that loses to one of their commits is tried again."""
+    from delta.exceptions import ConcurrentAppendException
+
+    cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=retention_s)
+    for attempt in range(attempts):
+        try:
+            DeltaTable.forPath(spark, table.path).delete(f"`{column}` < TIMESTAMP'{cutoff.isoformat(sep=' ')}'")
+            return
+        except ConcurrentAppendException:
+            if attempt == attempts - 1:
+                raise
 
 
 SAFE_RETENTION_HOURS = 168.0  # Delta's default `deletedFileRetentionDuration` (7 days) and its safety check

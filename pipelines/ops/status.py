@@ -1,4 +1,5 @@
-"""`lakepipe status`: how far each pipeline's bronze is behind Kafka, and when each of its tables last committed.
+"""`lakepipe status`: whether each pipeline runs (and since when), how far its bronze is behind Kafka, and per table
+its last commit, its query's last micro-batch (when, how long), its newest event and how far behind it is.
 
 Read from the broker (end offsets) and from the lake itself (the bronze query's checkpoint, the tables' Delta
 logs), never from a running application, so it answers while the pipeline is down too. The lag of a partition
@@ -15,10 +16,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipelines.engine.delta_log import commit_times, file_versions
+from pipelines.engine.delta_log import commit_times, file_versions, newest_value_ms
 from pipelines.errors import LakepipeError
 from pipelines.model.config import Settings
 from pipelines.model.project import Pipeline
+from pipelines.ops.run_marker import RunState, run_state
 from pipelines.platform import kafka_admin
 
 
@@ -38,6 +40,9 @@ class TableState:
     age_s: float | None
     behind_s: float | None = None  # how long the oldest source data it has not taken has waited (0: caught up)
     slo_s: float | None = None  # the spec's objective for behind_s
+    last_batch_age_s: float | None = None  # since the end of the last micro-batch of the query writing it
+    last_batch_s: float | None = None  # that micro-batch's duration (from writing its offsets to its commit)
+    newest_event_age_s: float | None = None  # now minus the newest event time it holds (bronze: Kafka timestamp)
 
     @property
     def breached(self) -> bool:
@@ -51,6 +56,8 @@ class PipelineStatus:
     partitions: tuple[PartitionLag, ...]
     tables: tuple[TableState, ...]
     lag_slo: int | None = None
+    run: RunState = RunState(False)
+    now_ms: float = 0.0
 
     @property
     def lag(self) -> int:
@@ -63,16 +70,21 @@ class PipelineStatus:
         return out + [f"{t.name} behind by {_duration(t.behind_s)} > {_duration(t.slo_s)}" for t in self.tables if t.breached]
 
     def to_dict(self) -> dict:
-        return {"pipeline": self.name, "topic": self.topic, "lag_records": self.lag, "slo_breaches": self.breaches, **asdict(self)}
+        return {"pipeline": self.name, "topic": self.topic, "running": self.run.phrase(self.now_ms), "lag_records": self.lag,
+                "slo_breaches": self.breaches, **asdict(self)}  # fmt: skip
 
     def line(self) -> str:
         parts = ", ".join(f"p{p.partition} {p.lag:,}" for p in self.partitions)
         ages = ", ".join(f"{t.name} {_age(t.age_s)}" for t in self.tables)
+        batches = ", ".join(f"{t.name} {_age(t.last_batch_age_s)} ({t.last_batch_s:.1f} s)" for t in self.tables
+                            if t.last_batch_age_s is not None)  # fmt: skip
+        newest = ", ".join(f"{t.name} {_age(t.newest_event_age_s)}" for t in self.tables if t.newest_event_age_s is not None)
         behind = ", ".join(f"{t.name} {_duration(t.behind_s)}" for t in self.tables if t.behind_s)
         has_slo = self.lag_slo is not None or any(t.slo_s is not None for t in self.tables)
         verdict = ("; SLO breached: " + "; ".join(self.breaches)) if self.breaches else ("; SLO met" if has_slo else "")
-        return (f"{self.name}: {self.topic} lag {self.lag:,} records ({parts}); last commit: {ages}"
-                f"{'; behind: ' + behind if behind else ''}{verdict}")  # fmt: skip
+        return (f"{self.name}: {self.run.phrase(self.now_ms)}; {self.topic} lag {self.lag:,} records ({parts}); "
+                f"last commit: {ages}{'; last batch: ' + batches if batches else ''}"
+                f"{'; newest event: ' + newest if newest else ''}{'; behind: ' + behind if behind else ''}{verdict}")  # fmt: skip
 
 
 def local_path(path: str) -> Path | None:
@@ -117,6 +129,18 @@ def waiting_since(checkpoint: str, source: str) -> float | None:
     return min((times[v] for v in pending if v in times), default=None)
 
 
+def last_batch(checkpoint: str) -> tuple[float, float] | None:
+    """(when the last committed micro-batch of the query with this checkpoint ended, epoch ms; how long it took, s):
+    the times its commit and offsets files were written. None before its first."""
+    root = local_path(checkpoint)
+    commits = [int(f.name) for f in (root / "commits").glob("*") if f.name.isdigit()] if root and (root / "commits").is_dir() else []
+    if not commits:
+        return None
+    n = str(max(commits))
+    end, start = (root / "commits" / n).stat().st_mtime_ns / 1e6, (root / "offsets" / n).stat().st_mtime_ns / 1e6
+    return end, max(end - start, 0) / 1000
+
+
 def pipeline_status(settings: Settings, p: Pipeline, now_ms: float | None = None) -> PipelineStatus:
     from pipelines.engine.gold.outputs import output_checkpoint
 
@@ -134,15 +158,24 @@ def pipeline_status(settings: Settings, p: Pipeline, now_ms: float | None = None
     for o in p.spec.outputs:
         source = p.source_layout(o).silver.path
         since[o.name] = silver_since if o.inline else waiting_since(output_checkpoint(p, o), source)
+    checkpoints = {p.layout.bronze.name: p.layout.checkpoint("bronze"), p.layout.silver.name: p.layout.checkpoint("silver")}
+    for o in p.spec.outputs:  # an inline output (SCD) is written by the silver query
+        checkpoints[o.name] = p.layout.checkpoint("silver") if o.inline else output_checkpoint(p, o)
+    event_time = {p.layout.bronze.name: "kafka_timestamp", p.layout.silver.name: p.spec.event_time}
     slo = p.spec.slo
     tables = []
+    age = lambda ms: None if ms is None else round((now_ms - ms) / 1000, 1)  # noqa: E731
     for t in (p.layout.bronze, p.layout.silver, *p.layout.outputs):
         path = local_path(t.path)
-        last = max(commit_times(str(path)).values(), default=None) if path is not None and path.is_dir() else None
+        exists = path is not None and path.is_dir()
+        last = max(commit_times(str(path)).values(), default=None) if exists else None
         behind = 0.0 if since[t.name] is None else round(max(now_ms - since[t.name], 0) / 1000, 1)
-        tables.append(TableState(t.name, t.layer, last, None if last is None else round((now_ms - last) / 1000, 1),
-                                 behind, slo.max_behind_s(t.layer) if slo else None))  # fmt: skip
-    return PipelineStatus(p.name, p.topic, tuple(partitions), tuple(tables), slo.lag_records if slo else None)
+        batch = last_batch(checkpoints[t.name])
+        newest = newest_value_ms(str(path), event_time[t.name]) if exists and t.name in event_time else None
+        tables.append(TableState(t.name, t.layer, last, age(last), behind, slo.max_behind_s(t.layer) if slo else None,
+                                 age(batch[0]) if batch else None, round(batch[1], 1) if batch else None, age(newest)))  # fmt: skip
+    return PipelineStatus(p.name, p.topic, tuple(partitions), tuple(tables), slo.lag_records if slo else None,
+                          run_state(p.layout.checkpoints), now_ms)  # fmt: skip
 
 
 def _duration(seconds: float | None) -> str:
@@ -172,7 +205,17 @@ def prometheus_text(states: list[PipelineStatus], kafka_reachable: bool = True) 
                    labels, registry=registry)  # fmt: skip
     slo = Gauge("lakepipe_table_slo_seconds", "The spec's objective for lakepipe_table_behind_seconds", labels, registry=registry)
     breached = Gauge("lakepipe_slo_breached", "1 when one of the pipeline's SLOs is breached", ["pipeline"], registry=registry)
+    running = Gauge("lakepipe_pipeline_running", "1 while a run of the pipeline is alive", ["pipeline"], registry=registry)
+    batch_age = Gauge("lakepipe_last_batch_age_seconds", "Seconds since the last micro-batch of the query writing the table",
+                      labels, registry=registry)  # fmt: skip
+    batch_s = Gauge("lakepipe_last_batch_seconds", "How long that micro-batch took", labels, registry=registry)
+    newest = Gauge("lakepipe_newest_event_age_seconds", "Now minus the newest event time in the table", labels, registry=registry)
     for s in states:
+        running.labels(s.name).set(1 if s.run.running else 0)
+        for t in s.tables:
+            for gauge, value in ((batch_age, t.last_batch_age_s), (batch_s, t.last_batch_s), (newest, t.newest_event_age_s)):
+                if value is not None:
+                    gauge.labels(s.name, t.name, t.layer).set(value)
         for x in s.partitions:
             lag.labels(s.name, s.topic, str(x.partition)).set(x.lag)
         for t in s.tables:

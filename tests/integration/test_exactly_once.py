@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pipelines.domains.clickstream.gold import activity_per_minute, revenue_per_minute
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
 from pipelines.model.config import load_settings
+from pipelines.ops.run_marker import run_state
 from pipelines.platform import kafka_admin
 from pipelines.simulators.base import KafkaSink, Tally, publish
 from tests.conftest import PROJECT_DIR, write_conf
@@ -87,6 +88,8 @@ def test_sigkill_at_three_moments_loses_and_duplicates_nothing(spark, tmp_path, 
     producer.join(timeout=180)
     assert not producer.is_alive() and sum(tally.delivered.values()) == EVENTS, tally.to_dict()
 
+    killed = run_state(f"{settings.checkpoints_root}/clickstream")  # `lakepipe status` tells a killed run apart
+    assert not killed.running and killed.since_ms is not None and "killed?" in killed.phrase(0)
     run_once(spark, settings, ["clickstream"])
     p = pipeline(settings, "clickstream")
     read = lambda t: spark.read.format("delta").load(t.path)  # noqa: E731
@@ -138,6 +141,8 @@ def test_sigkill_at_three_moments_loses_and_duplicates_nothing(spark, tmp_path, 
     proc = start_pipeline(conf, ctrl_c_log)
     try:
         wait_for_new_commit(tables / "silver/clickstream_events", proc)
+        running = run_state(p.layout.checkpoints)
+        assert running.running and running.pid == proc.pid, running
         # a continuous run names Spark's UI once; its Prometheus servlet has each query's streaming metrics
         ui = next(ln for ln in ctrl_c_log.read_text().splitlines() if ln.startswith("Spark UI: ")).split()[2]
         metrics = urllib.request.urlopen(f"{ui}/metrics/prometheus/", timeout=30).read().decode()
@@ -148,5 +153,6 @@ def test_sigkill_at_three_moments_loses_and_duplicates_nothing(spark, tmp_path, 
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    assert run_state(p.layout.checkpoints).since_ms is None, "a run stopped with Ctrl-C leaves no marker"
     output = ctrl_c_log.read_text()
     assert "clickstream.bronze: 50 rows" in output, output[-3000:]

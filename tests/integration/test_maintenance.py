@@ -8,6 +8,7 @@ import itertools
 import time
 
 import pytest
+from pyspark.sql import functions as F
 
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from pipelines.engine.delta_log import commit_times, file_versions, latest_version
@@ -74,8 +75,14 @@ def test_vacuum_refuses_an_unsafe_retention_and_streams_carry_on_after_it(spark,
     assert refused.returncode == 2 and len(refused.stdout.strip().splitlines() + refused.stderr.strip().splitlines()) == 1
     assert "--force" in refused.stdout + refused.stderr
 
+    quality = spark.read.format("delta").load(p.layout.quality.path)
+    recent = quality.count()
+    old = quality.limit(1).withColumn("evaluated_at", F.expr("current_timestamp() - INTERVAL 100 DAYS"))
+    old.withColumn("run_id", F.lit("old")).write.format("delta").mode("append").save(p.layout.quality.path)
     out = lakepipe("maintain", "clickstream", *conf, timeout=300)  # OPTIMIZE, then VACUUM keeping 7 days
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    after = spark.read.format("delta").load(p.layout.quality.path)
+    assert after.where("run_id = 'old'").count() == 0 and after.count() == recent, "quality results past 90 days go"
     lines = {ln.split(":")[0]: ln for ln in out.stdout.splitlines()}
     assert all("VACUUM (retain 168 h) deleted 0 files" in lines[t.name] for t in tables if t.name in lines)
     assert p.layout.silver.name in lines and "pipeline_events" in lines

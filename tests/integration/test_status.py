@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pyspark.sql import functions as F
 
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from pipelines.engine.bronze import start_bronze
@@ -38,12 +40,25 @@ def test_lag_is_what_the_stopped_pipeline_has_not_taken(spark, test_settings, tm
     assert before.lag == 300  # starting_offsets: earliest, and no checkpoint yet
     assert all(t.last_commit_ms is None for t in before.tables)
 
+    assert not before.run.running and before.run.phrase(0) == "not running"
+    assert all(t.last_batch_age_s is None and t.newest_event_age_s is None for t in before.tables)
+
     run_once(spark, test_settings, ["clickstream"])
     caught_up = pipeline_status(test_settings, p)
     assert caught_up.lag == 0
     ages = {t.name: t.age_s for t in caught_up.tables}
     assert ages[p.layout.bronze.name] is not None and ages[p.layout.silver.name] is not None
     assert 0 <= ages[p.layout.bronze.name] < 600
+    assert caught_up.run.since_ms is None, "a run that ended leaves no marker: not running"
+    by_name = {t.name: t for t in caught_up.tables}
+    for t in (p.layout.bronze, p.layout.silver, *p.layout.outputs):  # the last micro-batch of the query writing each
+        assert 0 <= by_name[t.name].last_batch_age_s < 600 and 0 < by_name[t.name].last_batch_s < 300, by_name[t.name]
+    newest = {name: spark.read.format("delta").load(layer.path).agg(F.max(column)).first()[0].timestamp()
+              for name, layer, column in ((p.layout.bronze.name, p.layout.bronze, "kafka_timestamp"),
+                                          (p.layout.silver.name, p.layout.silver, "event_time"))}  # fmt: skip
+    for name, newest_s in newest.items():  # from the log's file statistics, no data read: the same as reading it
+        assert abs(caught_up.now_ms / 1000 - by_name[name].newest_event_age_s - newest_s) < 0.2, (name, newest_s)
+    assert "newest event: " in caught_up.line() and caught_up.line().startswith("clickstream: not running; ")
 
     send(test_settings, itertools.islice(events, 120))
     behind = pipeline_status(test_settings, p)
@@ -120,3 +135,22 @@ def test_slo_breaches_decide_the_exit_code(spark, tmp_path, unique_topic, kafka)
     rest, err = watch.communicate(timeout=30)
     assert watch.returncode == 0, err
     assert seen.count("lakepipe status, every 0.5 s") >= 2 and seen.count(f"SLO breached: {p.layout.silver.name}") >= 2, seen
+
+
+def test_a_run_is_seen_while_it_lasts_and_a_killed_one_is_named(tmp_path):
+    from pipelines.ops.run_marker import marked, run_state
+
+    checkpoints = str(tmp_path / "checkpoints" / "clickstream")
+    assert run_state(checkpoints).phrase(0) == "not running"
+    with marked([checkpoints], "app-1"):
+        state = run_state(checkpoints)
+        assert state.running and state.pid == os.getpid() and state.phrase(0).startswith("running since ")
+    assert run_state(checkpoints).since_ms is None
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with marked([checkpoints], "app-2"):
+        marker = tmp_path / "checkpoints" / "clickstream" / "_running.json"
+        killed = json.loads(marker.read_text()) | {"pid": gone.pid}  # as if its process had been SIGKILLed
+        marker.write_text(json.dumps(killed))
+        state = run_state(checkpoints)
+        assert not state.running and "ended without stopping: killed?" in state.phrase(0)
