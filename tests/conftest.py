@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,12 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 CONTRACTS = PROJECT_DIR / "schemas"
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+# A pytest-xdist worker's __main__ has neither a spec nor a file, which PySpark takes for a doctest run: importing
+# pyspark.sql.connect (Great Expectations does) would then exit the worker. Give it a file name.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest-xdist worker>"
 
 
 @pytest.fixture(scope="session")
