@@ -220,6 +220,10 @@ class Settings:
         return dataclasses.replace(self, file=dataclasses.replace(self.file, spark=dataclasses.replace(self.file.spark, **changes)))
 
     @property
+    def quality_results(self) -> QualityResultsSettings:
+        return self.file.quality_results
+
+    @property
     def catalog(self) -> CatalogSettings:
         return self.file.catalog
 
