@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 LAKEPIPE := $(BIN)/lakepipe
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help setup postgres demo test test-unit bench up down status jars clean distclean
+.PHONY: help setup postgres demo test test-unit bench up down status jars clean distclean cluster-up cluster-down
 
 help:
 	@echo "make demo   set up, start the local Kafka broker, and run the clickstream pipeline end to end"
 	@echo "make test   set up, start the local Kafka broker, and run the test suite"
 	@echo "make up / make down   start / stop the local broker; make clean removes tables and broker data"
+	@echo "make cluster-up / make cluster-down   start / stop a local Spark standalone cluster (master + 2 workers)"
 
 setup: $(VENV)/.installed jars postgres
 
@@ -26,7 +27,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,test]'
 	@touch $@
 
 jars: .jars/spark/.resolved .jars/kafka/.resolved .jars/connect/.resolved .jars/debezium/.resolved .jars/metastore/.resolved
@@ -47,6 +48,14 @@ down:
 status:
 	$(LAKEPIPE) status
 
+# A Spark standalone cluster on this machine (a master and two workers, each its own JVM from PySpark's jars);
+# jobs go there with `lakepipe cluster submit jobs/run_pipeline.py --pipeline clickstream --once`.
+cluster-up: up
+	$(LAKEPIPE) cluster up
+
+cluster-down:
+	@test -x $(LAKEPIPE) && $(LAKEPIPE) cluster down || true
+
 demo: up
 	$(LAKEPIPE) demo --env demo --fresh
 
@@ -61,7 +70,7 @@ bench: up .jars/kafka-tools/.resolved
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
-clean: down
+clean: down cluster-down
 	rm -rf lakehouse .lakepipe bench-results spark-warehouse
 
 distclean: clean

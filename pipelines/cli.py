@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,6 +68,35 @@ def _cmd_metastore(args: argparse.Namespace) -> int:
     action = {"up": local_metastore.start, "down": local_metastore.stop, "status": local_metastore.status}[args.action]
     print(action(settings))
     return 1 if args.action == "status" and not local_metastore.answers(settings) else 0
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from pipelines.platform import local_cluster
+
+    settings = _settings(args)
+    if args.action == "submit":
+        if not args.job:
+            raise LakepipeError("cluster submit needs a job file, e.g. `lakepipe cluster submit jobs/run_pipeline.py --pipeline clickstream --once`")
+        job_args = list(args.job[1:])
+        for flag, value in (("--env", settings.env), ("--conf-dir", str(settings.source.parent))):
+            if flag not in job_args:  # the job runs in this environment unless its arguments name another
+                job_args += [flag, value]
+        cmd = local_cluster.submit_command(settings, args.job[0], job_args)
+        print(f"submitting {args.job[0]} to {local_cluster.master_url(settings)}", flush=True)
+        os.execve(cmd[0], cmd, local_cluster.submit_env())
+    action = {"up": local_cluster.start, "down": local_cluster.stop, "status": local_cluster.status}[args.action]
+    print(action(settings))
+    return 1 if args.action == "status" and not local_cluster.running(settings) else 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from pipelines.model.scaffold import init_project
+
+    folder = Path(args.dir)
+    for path in init_project(folder, args.name):
+        print(f"wrote {path}")
+    print(f"next: cd {folder} && lakepipe validate (see {folder / 'README.md'})")
+    return 0
 
 
 def _cmd_sql(args: argparse.Namespace) -> int:
@@ -438,6 +468,14 @@ def _parser() -> argparse.ArgumentParser:
     add("down", _cmd_down, "stop the local Kafka broker and the metastore server")
     p = add("metastore", _cmd_metastore, "the local catalog's metastore server: start (or reuse), stop, or say whether it answers")
     p.add_argument("action", choices=("up", "down", "status"))
+    p = add("init", _cmd_init, "write a new project of one's own in DIR: an environment, a pipeline spec, its contract, "
+            "suite and gold function, ready for `lakepipe validate` and `lakepipe run`")
+    p.add_argument("dir", help="the project's folder (created if missing; existing files are never overwritten)")
+    p.add_argument("--name", help="the pipeline's name (default: the folder's name)")
+    p = add("cluster", _cmd_cluster, "a Spark standalone cluster on this machine (a master and workers, each its own JVM): "
+            "start (or reuse), stop, say whether it runs, or spark-submit a job of jobs/ to it")
+    p.add_argument("action", choices=("up", "down", "status", "submit"))
+    p.add_argument("job", nargs=argparse.REMAINDER, help="with submit: the job file and its arguments")
     p = add("broker", _cmd_broker, "the local Kafka broker: start (or reuse), stop, or say whether it runs")
     p.add_argument("action", choices=("up", "down", "status"))
     p = add("status", _cmd_status, "whether the local broker runs; per pipeline, bronze's lag behind Kafka, each table's last commit and how far behind its source it is, and the spec's SLO verdict (exit code 1 when one is breached)")

@@ -33,6 +33,10 @@ class MetastoreError(LakepipeError):
     """The local catalog's metastore server cannot be started, or does not answer."""
 
 
+class ClusterError(LakepipeError):
+    """The local Spark standalone cluster cannot be started, or a job cannot be submitted to it."""
+
+
 class KafkaUnreachableError(LakepipeError):
     """The configured Kafka bootstrap servers do not answer."""
 

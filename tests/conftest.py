@@ -70,12 +70,14 @@ def unique_topic():
 
 
 def write_conf(
-    folder: Path, topic: str, env: str = "test", topics: dict[str, str] | None = None, catalog: bool = False, **overrides: str
+    folder: Path, topic: str, env: str = "test", topics: dict[str, str] | None = None, catalog: bool = False,
+    extra: str = "", **overrides: str,
 ) -> Path:  # fmt: skip
     """A conf file for one test: its own lake root and topic, the local broker, fast triggers.
 
     `topic` is clickstream's; `topics` gives other pipelines theirs. The catalog is off unless `catalog` (the
-    tests' shared Spark session keeps Spark's in-memory catalog; the catalog's own test turns it on).
+    tests' shared Spark session keeps Spark's in-memory catalog; the catalog's own test turns it on). `extra` is
+    appended to the file (more top-level keys).
     """
     folder.mkdir(parents=True, exist_ok=True)
     values = {
@@ -108,6 +110,7 @@ pipelines:
     topic: {topic}
 """
         + "".join(f"  {name}:\n    topic: {t}\n" for name, t in (topics or {}).items())
+        + extra
     )
     return folder
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
+from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
+from pipelines.domains.clickstream.gold import activity_per_minute, revenue_per_minute
 from pipelines.engine import runner
 from pipelines.model.config import Settings
 from pipelines.model.project import Pipeline, load_project
+from pipelines.platform import kafka_admin
 from pipelines.simulators.base import EXACT_DUPLICATE, KafkaSink, SimEvent, Tally, publish
 
 
@@ -37,3 +41,52 @@ def table(spark: SparkSession, p: Pipeline, name: str) -> DataFrame:
 def reaching_silver(events: Iterable[SimEvent]) -> list[dict]:
     """The payloads silver must hold: every event with no quarantine reason, exact re-sends left out."""
     return [json.loads(e.value) for e in events if not e.reasons and e.kind != EXACT_DUPLICATE]
+
+
+def assert_exactly_once(spark: SparkSession, settings: Settings, topic: str, events: int, tally: Tally) -> None:
+    """After crashes and a final drain of the clickstream pipeline: bronze holds every Kafka offset of `topic` once,
+    silver every event once, quarantine every reject once, the audit balances, quality results are one row per
+    rule per silver batch, and gold equals a batch recomputation over silver."""
+    p = pipeline(settings, "clickstream")
+    read = lambda t: spark.read.format("delta").load(t.path)  # noqa: E731
+    expected = tally.expected()
+
+    bronze = read(p.layout.bronze)
+    offsets = kafka_admin.end_offsets(settings.kafka, topic)
+    assert sum(offsets.values()) == events
+    assert bronze.count() == events, "bronze has one row per Kafka record, no more, no less"
+    assert bronze.select("topic", "partition", "offset").distinct().count() == events
+    per_partition = {r.partition: (r.lo, r.hi, r.n) for r in bronze.groupBy("partition").agg(
+        F.min("offset").alias("lo"), F.max("offset").alias("hi"), F.count("*").alias("n")).collect()}  # fmt: skip
+    assert per_partition == {pt: (0, end - 1, end) for pt, end in offsets.items() if end}, "offsets have no gaps"
+
+    silver = read(p.layout.silver)
+    assert silver.count() == expected["silver"]
+    assert silver.select("event_id").distinct().count() == expected["silver"], "event_id is unique in silver"
+    quarantine = read(p.layout.quarantine)
+    assert quarantine.count() == expected["quarantine"]
+    assert quarantine.select("partition", "offset").distinct().count() == expected["quarantine"]
+    audit = read(p.layout.batches).groupBy().sum("bronze_records", "exact_duplicates").first()
+    assert tuple(audit) == (events, expected["exact_duplicates"]), "each batch is accounted for exactly once"
+    silver_batches = {(r.query_id.removeprefix("silver-"), r.batch_id) for r in read(p.layout.batches).collect()}
+    quality = read(p.layout.quality)
+    assert quality.count() == len(silver_batches) * len(p.suite.rules), "one quality row per rule per batch, across kills"
+    assert {(r.query_id, r.batch_id) for r in quality.select("query_id", "batch_id").distinct().collect()} == silver_batches
+
+    gold = {t.name: read(t) for t in p.layout.outputs}
+    assert_df_equality(gold["clickstream_revenue_per_minute"], revenue_per_minute(silver), ignore_row_order=True,
+                       ignore_nullable=True)  # fmt: skip
+    assert_df_equality(gold["clickstream_activity_per_minute"], activity_per_minute(silver), ignore_row_order=True,
+                       ignore_nullable=True)  # fmt: skip
+    batch_sessions = silver.groupBy("session_id", F.session_window("event_time", "30 minutes")).agg(
+        F.min_by("user_id", "event_time").alias("user_id"),
+        F.min("event_time").alias("session_start"),
+        F.max("event_time").alias("session_end"),
+        F.count("*").alias("events"),
+        F.sum(F.when(F.col("event_type") == "page_view", 1).otherwise(0)).cast("long").alias("page_views"),
+        F.sum(F.when(F.col("event_type") == "purchase", 1).otherwise(0)).cast("long").alias("purchases"),
+        F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price") * F.col("quantity"))),
+                   F.lit(0)).cast("decimal(38,4)").alias("revenue"),
+    ).withColumn("converted", F.col("purchases") > 0).drop("session_window")  # fmt: skip
+    assert_df_equality(gold["clickstream_sessions"], batch_sessions.select(*gold["clickstream_sessions"].columns),
+                       ignore_row_order=True, ignore_nullable=True)  # fmt: skip

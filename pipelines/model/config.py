@@ -168,6 +168,21 @@ class LocalMetastoreSettings:
 
 
 @dataclass(frozen=True)
+class LocalClusterSettings:
+    """The Spark standalone cluster that `lakepipe cluster up` runs on this machine: a master and workers, each
+    its own JVM from PySpark's own jars (see `pipelines.platform.local_cluster`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 7077
+    webui_port: int = 8080
+    workers: int = 2
+    worker_cores: int = 1
+    worker_memory: str = "2g"
+    executor_memory: str = "1g"
+    state_dir: str = ".lakepipe/cluster"
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """Per-environment overrides of a pipeline spec."""
 
@@ -188,6 +203,7 @@ class EnvFile:
     quality_results: QualityResultsSettings = field(default_factory=QualityResultsSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     local_metastore: LocalMetastoreSettings = field(default_factory=LocalMetastoreSettings)
+    local_cluster: LocalClusterSettings = field(default_factory=LocalClusterSettings)
     schemas_dir: str = "schemas"
     specs_dir: str = "conf/pipelines"
     pipelines: Mapping[str, PipelineSettings] = field(default_factory=dict)
@@ -230,6 +246,10 @@ class Settings:
     @property
     def local_metastore(self) -> LocalMetastoreSettings:
         return self.file.local_metastore
+
+    @property
+    def local_cluster(self) -> LocalClusterSettings:
+        return self.file.local_cluster
 
     @property
     def local_catalog(self) -> bool:

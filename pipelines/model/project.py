@@ -8,6 +8,7 @@ tables, loaded and checked once. The CLI, jobs, notebooks, the bench and the eng
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -134,7 +135,11 @@ def check_project(settings: Settings) -> dict[str, str | None]:
 
 
 def _load_pipeline(settings: Settings, name: str) -> Pipeline:
-    """Load and check spec `name` (and its contract and output functions) for this environment."""
+    """Load and check spec `name` (and its contract and output functions) for this environment. The project's
+    folder (the conf folder's parent) goes last on the import path: a project of one's own (`lakepipe init`)
+    keeps its gold functions beside its conf folder."""
+    if str(settings.project_dir) not in sys.path:
+        sys.path.append(str(settings.project_dir))
     resolved = resolve_spec(settings.spec_path(name), settings.schemas_dir)
     spec = resolved.spec
     layout = pipeline_layout(settings, spec)

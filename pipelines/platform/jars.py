@@ -24,9 +24,10 @@ def jar_files(kind: str) -> list[Path]:
     folder = jars_root() / kind
     jars = sorted(folder.glob("*.jar")) if folder.is_dir() else []
     if not jars:
-        raise JarsMissingError(
-            f"no {kind} jars in {folder}: run `make jars` (resolves them with Maven from infra/{kind}/pom.xml)"
-        )
+        if (PROJECT_DIR / "infra" / kind / "pom.xml").is_file():  # a clone of the repository
+            raise JarsMissingError(f"no {kind} jars in {folder}: run `make jars` (resolves them with Maven from infra/{kind}/pom.xml)")
+        raise JarsMissingError(f"no {kind} jars in {folder}: set LAKEPIPE_JARS_DIR to a folder whose {kind}/ holds them "
+                               "(a clone of lakepipe resolves them with `make jars`)")  # fmt: skip
     return jars
 
 

@@ -42,6 +42,12 @@ SQL_CONF = {
 
 LOG4J2 = PROJECT_DIR / "infra" / "spark" / "log4j2.properties"
 
+
+def log4j_option() -> str:
+    """The JVM option naming lakepipe's quieter log4j configuration, when it is there (an installed wheel has
+    no `infra/`: Spark's default logging then)."""
+    return f"-Dlog4j2.configurationFile={LOG4J2} " if LOG4J2.is_file() else ""
+
 # Local mode only: Delta's snapshot state is rebuilt with 50 partitions by default, which makes every MERGE
 # on a laptop take ~7 s instead of ~3 s (measured on 2 cores). Clusters keep Delta's default.
 LOCAL_CONF = {
@@ -91,7 +97,7 @@ def get_spark(settings: Settings | SparkSettings | None = None, app_name: str = 
             # Stopping a query that has run ~100 micro-batches killed each stream thread with a StackOverflowError
             # (a regular expression recursing over a long error message, 1 MB default stacks; seen on every stop of
             # the whole pipeline after 3 minutes): 16 MB stacks (reserved, used only as needed) end them cleanly.
-            .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2} -Duser.timezone=UTC -Xss16m")
+            .config("spark.driver.extraJavaOptions", f"{log4j_option()}-Duser.timezone=UTC -Xss16m")
         )
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)

@@ -20,17 +20,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from chispa import assert_df_equality
-from pyspark.sql import functions as F
 
-from pipelines.domains.clickstream.gold import activity_per_minute, revenue_per_minute
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
 from pipelines.model.config import load_settings
 from pipelines.ops.run_marker import run_state
 from pipelines.platform import kafka_admin
 from pipelines.simulators.base import KafkaSink, Tally, publish
 from tests.conftest import PROJECT_DIR, write_conf
-from tests.support import pipeline, run_once
+from tests.support import assert_exactly_once, pipeline, run_once
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -92,48 +89,7 @@ def test_sigkill_at_three_moments_loses_and_duplicates_nothing(spark, tmp_path, 
     assert not killed.running and killed.since_ms is not None and "killed?" in killed.phrase(0)
     run_once(spark, settings, ["clickstream"])
     p = pipeline(settings, "clickstream")
-    read = lambda t: spark.read.format("delta").load(t.path)  # noqa: E731
-    expected = tally.expected()
-
-    bronze = read(p.layout.bronze)
-    offsets = kafka_admin.end_offsets(settings.kafka, unique_topic)
-    assert sum(offsets.values()) == EVENTS
-    assert bronze.count() == EVENTS, "bronze has one row per Kafka record, no more, no less"
-    assert bronze.select("topic", "partition", "offset").distinct().count() == EVENTS
-    per_partition = {r.partition: (r.lo, r.hi, r.n) for r in bronze.groupBy("partition").agg(
-        F.min("offset").alias("lo"), F.max("offset").alias("hi"), F.count("*").alias("n")).collect()}  # fmt: skip
-    assert per_partition == {pt: (0, end - 1, end) for pt, end in offsets.items() if end}, "offsets have no gaps"
-
-    silver = read(p.layout.silver)
-    assert silver.count() == expected["silver"]
-    assert silver.select("event_id").distinct().count() == expected["silver"], "event_id is unique in silver"
-    quarantine = read(p.layout.quarantine)
-    assert quarantine.count() == expected["quarantine"]
-    assert quarantine.select("partition", "offset").distinct().count() == expected["quarantine"]
-    audit = read(p.layout.batches).groupBy().sum("bronze_records", "exact_duplicates").first()
-    assert tuple(audit) == (EVENTS, expected["exact_duplicates"]), "each batch is accounted for exactly once"
-    silver_batches = {(r.query_id.removeprefix("silver-"), r.batch_id) for r in read(p.layout.batches).collect()}
-    quality = read(p.layout.quality)
-    assert quality.count() == len(silver_batches) * len(p.suite.rules), "one quality row per rule per batch, across kills"
-    assert {(r.query_id, r.batch_id) for r in quality.select("query_id", "batch_id").distinct().collect()} == silver_batches
-
-    gold = {t.name: read(t) for t in p.layout.outputs}
-    assert_df_equality(gold["clickstream_revenue_per_minute"], revenue_per_minute(silver), ignore_row_order=True,
-                       ignore_nullable=True)  # fmt: skip
-    assert_df_equality(gold["clickstream_activity_per_minute"], activity_per_minute(silver), ignore_row_order=True,
-                       ignore_nullable=True)  # fmt: skip
-    batch_sessions = silver.groupBy("session_id", F.session_window("event_time", "30 minutes")).agg(
-        F.min_by("user_id", "event_time").alias("user_id"),
-        F.min("event_time").alias("session_start"),
-        F.max("event_time").alias("session_end"),
-        F.count("*").alias("events"),
-        F.sum(F.when(F.col("event_type") == "page_view", 1).otherwise(0)).cast("long").alias("page_views"),
-        F.sum(F.when(F.col("event_type") == "purchase", 1).otherwise(0)).cast("long").alias("purchases"),
-        F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price") * F.col("quantity"))),
-                   F.lit(0)).cast("decimal(38,4)").alias("revenue"),
-    ).withColumn("converted", F.col("purchases") > 0).drop("session_window")  # fmt: skip
-    assert_df_equality(gold["clickstream_sessions"], batch_sessions.select(*gold["clickstream_sessions"].columns),
-                       ignore_row_order=True, ignore_nullable=True)  # fmt: skip
+    assert_exactly_once(spark, settings, unique_topic, EVENTS, tally)
 
     # Ctrl-C: a continuous run stops cleanly (exit 0) and prints its per-query summary.
     publish(gen.events(), KafkaSink(settings.kafka, unique_topic, Tally()), count=50)

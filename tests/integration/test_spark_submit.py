@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pyspark
@@ -14,18 +13,12 @@ import pytest
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from pipelines.model.config import load_settings
 from pipelines.platform.jars import jar_files
+from pipelines.platform.local_cluster import package_zip
 from pipelines.simulators.base import KafkaSink, Tally, publish
 from tests.conftest import PROJECT_DIR, write_conf
 from tests.integration.test_catalog import check_catalog
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def package_zip(dest: Path) -> Path:
-    with zipfile.ZipFile(dest, "w") as z:
-        for f in (PROJECT_DIR / "pipelines").rglob("*.py"):
-            z.write(f, f.relative_to(PROJECT_DIR))
-    return dest
 
 
 def test_spark_submit_once(spark, tmp_path, unique_topic, kafka, metastore):
