@@ -4,6 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+AIRFLOW_VENV := .venv-airflow
 LAKEPIPE := $(BIN)/lakepipe
 export GX_ANALYTICS_ENABLED := false
 
@@ -15,7 +16,7 @@ help:
 	@echo "make up / make down   start / stop the local broker; make clean removes tables and broker data"
 	@echo "make cluster-up / make cluster-down   start / stop a local Spark standalone cluster (master + 2 workers)"
 
-setup: $(VENV)/.installed jars postgres
+setup: $(VENV)/.installed $(AIRFLOW_VENV)/.installed jars postgres
 
 # PostgreSQL's server binaries, for the local change-data-capture source (`lakepipe cdc up`); Debian's package.
 postgres:
@@ -28,6 +29,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,test]'
+	@touch $@
+
+# Apache Airflow in a venv of its own (its ~130 packages stay out of lakepipe's), for the test that loads the DAGs
+# of infra/airflow. The Spark provider without its dependencies: they would install pyspark-client over PySpark.
+$(AIRFLOW_VENV)/.installed: infra/airflow/requirements.txt
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/airflow/requirements.txt
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps apache-airflow-providers-apache-spark==6.3.4
 	@touch $@
 
 jars: .jars/spark/.resolved .jars/kafka/.resolved .jars/connect/.resolved .jars/debezium/.resolved .jars/metastore/.resolved
@@ -74,4 +83,4 @@ clean: down cluster-down
 	rm -rf lakehouse .lakepipe bench-results spark-warehouse
 
 distclean: clean
-	rm -rf $(VENV) .jars
+	rm -rf $(VENV) $(AIRFLOW_VENV) .jars

@@ -13,12 +13,16 @@ from pipelines.model.project import load_project
 from pipelines.platform.session import spark_session
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    p.add_argument("--env", help="environment: conf/NAME.yaml")
+    p.add_argument("--conf-dir", help="folder of environment files")
+    return p
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    parser.add_argument("--env", help="environment: conf/NAME.yaml")
-    parser.add_argument("--conf-dir", help="folder of environment files")
-    args = parser.parse_args()
+    args = parser().parse_args()
     project = load_project(load_settings(args.env, args.conf_dir), [args.pipeline])
     with spark_session(project.settings, f"lakepipe-backfill-{args.pipeline}") as spark:
         print(run_backfill(spark, project, args).summary())

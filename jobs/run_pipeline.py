@@ -13,13 +13,17 @@ from pipelines.ops.catalog import summary
 from pipelines.platform.session import spark_session
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pipeline", action="append", required=True, help="pipeline name (repeatable)")
+    p.add_argument("--once", action="store_true", help="process what is available now, then exit")
+    p.add_argument("--env", help="environment: conf/NAME.yaml")
+    p.add_argument("--conf-dir", help="folder of environment files")
+    return p
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipeline", action="append", required=True, help="pipeline name (repeatable)")
-    parser.add_argument("--once", action="store_true", help="process what is available now, then exit")
-    parser.add_argument("--env", help="environment: conf/NAME.yaml")
-    parser.add_argument("--conf-dir", help="folder of environment files")
-    args = parser.parse_args()
+    args = parser().parse_args()
     project = load_project(load_settings(args.env, args.conf_dir), args.pipeline)
     with spark_session(project.settings, f"lakepipe-{'-'.join(args.pipeline)}") as spark:
         result = run(spark, project, args.pipeline, once=args.once)

@@ -28,6 +28,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _or_none(value: str) -> str | None:
+    """An optional argument given as empty text (a scheduler's parameter left blank) is no argument."""
+    return value or None
+
+
+def entry() -> None:
+    """The `lakepipe` entry point: `main`, whose exit code becomes the process's. Platforms that call an entry
+    point as a function and ignore what it returns (Databricks' python_wheel_task) see a failure as SystemExit."""
+    code = main()
+    if code:
+        raise SystemExit(code)
+
+
 def _settings(args: argparse.Namespace):
     from pipelines.model.config import load_settings
 
@@ -544,8 +557,8 @@ def _parser() -> argparse.ArgumentParser:
     p = add("quarantine", _cmd_quarantine, "list quarantined rows, or replay them after a fix")
     p.add_argument("action", choices=("list", "replay"))
     p.add_argument("table", help="a pipeline, or its silver or quarantine table")
-    p.add_argument("--reason", help="only rows with this reason code")
-    p.add_argument("--since", help="only rows quarantined since this time (ISO-8601)")
+    p.add_argument("--reason", type=_or_none, help="only rows with this reason code (empty: every reason)")
+    p.add_argument("--since", type=_or_none, help="only rows quarantined since this time (ISO-8601; empty: any time)")
     p.add_argument("-n", "--rows", type=int, default=10, help="list: rows to show (default 10)")
 
     p = add("tables", _cmd_tables, "list every table: name, layer, row count, location")

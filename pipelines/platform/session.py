@@ -73,6 +73,8 @@ def get_spark(settings: Settings | SparkSettings | None = None, app_name: str = 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    if on_databricks():  # the cluster's own session, as it is (a job's thread may not see it as active)
+        return SparkSession.builder.getOrCreate()
     env = settings if isinstance(settings, Settings) else None
     catalog = env.metastore_conf() if env else {}
     settings = (env.spark if env else settings) or SparkSettings()
@@ -116,8 +118,12 @@ def get_spark(settings: Settings | SparkSettings | None = None, app_name: str = 
 
 def stop_spark(spark: SparkSession) -> None:
     """Stop a session lakepipe owns; never the shared one a Databricks cluster or notebook provides."""
-    if "DATABRICKS_RUNTIME_VERSION" not in os.environ:
+    if not on_databricks():
         spark.stop()
+
+
+def on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
 @contextmanager
