@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,notebooks,test]'
 	@touch $@
 
 # Apache Airflow in a venv of its own (its ~130 packages stay out of lakepipe's), for the test that loads the DAGs
@@ -68,10 +68,10 @@ cluster-down:
 demo: up
 	$(LAKEPIPE) demo --env demo --fresh
 
-# Two pytest workers, one test file each at a time (each its own Spark session): most of a test's time is waiting
-# (JVM starts, Kafka, micro-batch triggers), so two share 2 cores well. PYTEST_ARGS="-n 0" runs them one by one.
+# Three pytest workers, one test file each at a time (each its own Spark session): most of a test's time is waiting
+# (JVM starts, Kafka, micro-batch triggers), so three share 2 cores. PYTEST_ARGS="-n 0" runs them one by one.
 test: up
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile $(PYTEST_ARGS)
 
 bench: up .jars/kafka-tools/.resolved
 	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def cluster(tmp_path_factory, kafka):
     """Settings of a conf folder of its own (a new topic, a lake) with a running two-worker cluster."""
     root = tmp_path_factory.mktemp("cluster")
     cluster = f"local_cluster: {{port: {free_port()}, webui_port: {free_port()}, state_dir: {root / 'cluster'}}}\n"
-    settings = load_settings("test", write_conf(root / "conf", f"test.cluster.{root.name}", extra=cluster))
+    settings = load_settings("test", write_conf(root / "conf", f"test.cluster.{uuid.uuid4().hex[:10]}", extra=cluster))
     print(local_cluster.start(settings))
     yield settings
     print(local_cluster.stop(settings))

@@ -1,0 +1,118 @@
+"""Silver backfills: re-derived from bronze after a contract fix, killed half-way and run again, beside the running stream (helpers in test_backfill.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator, FaultRates
+from tests.integration.test_backfill import START, backfill, beside_the_stream, killed_then_finished
+from tests.integration.test_clickstream_once import expected_revenue, gold_revenue
+from tests.support import pipeline, reaching_silver, run_once, send, table
+
+pytestmark = pytest.mark.kafka
+
+
+def test_silver_re_derived_from_bronze_after_a_contract_fix(spark, test_settings, tmp_path):
+    """`refund` events were quarantined (not in the contract's set); the contract is fixed to accept them and the
+    range re-derived: they reach silver once each, leave quarantine, and the activity table counts them."""
+    import json
+    import shutil
+
+    from pipelines.model.config import load_settings
+    from tests.conftest import CONTRACTS, write_conf
+    from tests.integration.test_clickstream_once import expected_activity, gold_activity
+
+    gen = ClickstreamGenerator(seed=21, start=START, events_per_second=5, faults=FaultRates(exact_duplicate=0.04, malformed=0.1))
+    events = [gen.next_event() for _ in range(1200)]
+    send(test_settings, events)
+    run_once(spark, test_settings, ["clickstream"])
+    later = ClickstreamGenerator(seed=22, start=gen.clock, events_per_second=1)  # moves the watermark past wave 1
+    events += [later.next_event() for _ in range(700)]
+    send(test_settings, events[1200:])
+    run_once(spark, test_settings, ["clickstream"])
+    p = pipeline(test_settings, "clickstream")
+    refunds = [json.loads(e.value) for e in events if e.reasons == ("not_in_set:event_type",)]
+    assert refunds and table(spark, p, "clickstream_events").where("event_type = 'refund'").count() == 0
+
+    schemas = tmp_path / "schemas"
+    shutil.copytree(CONTRACTS, schemas)
+    contract = schemas / "clickstream" / "contract.yaml"
+    contract.write_text(contract.read_text().replace("checkout, purchase]", "checkout, purchase, refund]", 1))
+    topic = p.topic
+    fixed = load_settings("test", write_conf(tmp_path / "conf", topic, schemas=schemas))
+    assert fixed.lake_root == test_settings.lake_root
+
+    done = backfill(spark, fixed, layer="silver", start="2000-01-01", end="2100-01-01")
+    assert done.status == "succeeded" and "refreshed" in done.detail and "clickstream_sessions (keeps streaming state)" in done.detail
+    p = pipeline(fixed, "clickstream")
+    silver = table(spark, p, "clickstream_events")
+    accepted = reaching_silver(events) + refunds
+    assert silver.count() == silver.select("event_id").distinct().count() == len(accepted)
+    assert silver.where("event_type = 'refund'").count() == len(refunds)
+    reasons = {r for row in table(spark, p, "clickstream_events_quarantine").collect() for r in row.reasons}
+    assert "not_in_set:event_type" not in reasons and reasons
+    assert gold_activity(spark, p) == expected_activity(accepted)
+    assert gold_revenue(spark, p) == expected_revenue(accepted)
+    run_once(spark, fixed, ["clickstream"])  # the streams carry on past the backfill's commits (and skip them)
+    assert gold_activity(spark, p) == expected_activity(accepted) and silver.count() == len(accepted)
+
+
+def test_gold_and_silver_backfills_killed_half_way_then_run_again_are_exact(spark, test_settings, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from pipelines.model.config import load_settings
+    from tests.conftest import CONTRACTS, write_conf
+    from tests.integration.test_clickstream_once import expected_activity, gold_activity
+
+    gen = ClickstreamGenerator(seed=41, start=START, events_per_second=5, faults=FaultRates(malformed=0.1))
+    events = [gen.next_event() for _ in range(1000)]
+    later = ClickstreamGenerator(seed=42, start=gen.clock + dt.timedelta(minutes=15), events_per_second=5)
+    events += [later.next_event() for _ in range(100)]  # moves the watermark past the first 1,000
+    send(test_settings, events)
+    run_once(spark, test_settings, ["clickstream"])
+    p = pipeline(test_settings, "clickstream")
+    revenue = Path(p.layout.output("clickstream_revenue_per_minute").path)
+    spark.sql(f"UPDATE delta.`{revenue}` SET revenue = 0")
+    window = ["--table", "clickstream_revenue_per_minute", "--from", "2026-11-22T08:00", "--to", "2026-11-22T09:10"]
+    killed_then_finished(spark, test_settings, ["--layer", "gold", *window], revenue,
+                         table="clickstream_revenue_per_minute", start="2026-11-22T08:00", end="2026-11-22T09:10")  # fmt: skip
+    accepted = reaching_silver(events)
+    closed = lambda rows: {k: v for k, v in rows.items() if k[0] < dt.datetime(2026, 11, 22, 9, 10)}  # noqa: E731
+    assert closed(gold_revenue(spark, p)) == closed(expected_revenue(accepted))
+
+    schemas = tmp_path / "schemas"
+    shutil.copytree(CONTRACTS, schemas)
+    contract = schemas / "clickstream" / "contract.yaml"
+    contract.write_text(contract.read_text().replace("checkout, purchase]", "checkout, purchase, refund]", 1))
+    fixed = load_settings("test", write_conf(tmp_path / "conf", p.topic, schemas=schemas))
+    killed_then_finished(spark, fixed, ["--layer", "silver", "--from", "2000-01-01", "--to", "2100-01-01"],
+                         Path(p.layout.silver.path), layer="silver", start="2000-01-01", end="2100-01-01")  # fmt: skip
+    refunds = [json.loads(e.value) for e in events if e.reasons == ("not_in_set:event_type",)]
+    accepted += refunds
+    silver = table(spark, p, "clickstream_events")
+    assert refunds and silver.count() == silver.select("event_id").distinct().count() == len(accepted)
+    assert closed(gold_activity(spark, p)) == closed(expected_activity(accepted))
+    again = backfill(spark, fixed, layer="silver", start="2000-01-01", end="2100-01-01")
+    assert again.status == "skipped" and table(spark, p, "clickstream_events").count() == len(accepted)
+
+
+def test_a_silver_backfill_beside_the_running_stream_keeps_every_row_once(spark, test_settings):
+    gen = ClickstreamGenerator(seed=71, start=START, events_per_second=5, faults=FaultRates(exact_duplicate=0.03, malformed=0.05))
+    events = [gen.next_event() for _ in range(1500)]
+    send(test_settings, events[:500])
+
+    def backfills() -> None:
+        for _ in range(2):
+            done = backfill(spark, test_settings, layer="silver", start="2000-01-01", end="2100-01-01", force=True)
+            assert done.status == "succeeded", done.summary()
+
+    beside_the_stream(spark, test_settings, events[500:], backfills)
+    p = pipeline(test_settings, "clickstream")
+    silver = table(spark, p, "clickstream_events")
+    accepted = reaching_silver(events)
+    assert silver.count() == silver.select("event_id").distinct().count() == len(accepted)
+    assert table(spark, p, "clickstream_events_quarantine").count() == sum(1 for e in events if e.reasons)
