@@ -40,16 +40,13 @@ def _submit(task_id: str, job: str, args: list[str]) -> SparkSubmitOperator:
 
 defaults = {"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=2)}
 
-with DAG(
-    "lakepipe_incremental",
-    description="every pipeline --once: what arrived since the last run, exactly once",
-    schedule="*/15 * * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,  # one run per checkpoint
-    default_args=defaults,
-    tags=["lakepipe"],
-):
+
+def _dag(dag_id: str, description: str, schedule: str, default_args: dict = defaults) -> DAG:
+    """One run at a time (one run per checkpoint), no catch-up of missed intervals."""
+    return DAG(dag_id, description=description, schedule=schedule, start_date=datetime(2026, 1, 1), catchup=False,
+               max_active_runs=1, default_args=default_args, tags=["lakepipe"])  # fmt: skip
+
+with _dag("lakepipe_incremental", "every pipeline --once: what arrived since the last run, exactly once", "*/15 * * * *"):
     customers = _submit("customers_once", "run_pipeline.py", ["--pipeline", "customers", "--once"])
     for name in PIPELINES:
         if name != "customers":
@@ -57,28 +54,12 @@ with DAG(
             if name == "orders":
                 customers >> task  # orders' gold reads customers' SCD tables
 
-with DAG(
-    "lakepipe_nightly_backfill",
-    description="recompute yesterday's clickstream gold from silver (late data, a fixed gold function)",
-    schedule="30 2 * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=defaults,
-    tags=["lakepipe"],
-):
+with _dag("lakepipe_nightly_backfill", "recompute yesterday's clickstream gold from silver (late data, a fixed gold function)",
+          "30 2 * * *"):
     for table in ("clickstream_revenue_per_minute", "clickstream_activity_per_minute"):
         _submit(f"backfill_{table}", "backfill.py", ["clickstream", "--layer", "gold", "--table", table,
                                                     "--from", "{{ data_interval_start | ds }}", "--to", "{{ data_interval_end | ds }}"])  # fmt: skip
 
-with DAG(
-    "lakepipe_health",
-    description="lakepipe status: fails when a pipeline's SLO is breached or Kafka is unreachable",
-    schedule="*/5 * * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"owner": "data-platform", "retries": 0},
-    tags=["lakepipe"],
-):
+with _dag("lakepipe_health", "lakepipe status: fails when a pipeline's SLO is breached or Kafka is unreachable", "*/5 * * * *",
+          default_args={"owner": "data-platform", "retries": 0}):
     BashOperator(task_id="status", bash_command=f"cd {HOME} && lakepipe status --env {ENV} --conf-dir {HOME}/conf")
