@@ -8,11 +8,12 @@ AIRFLOW_VENV := .venv-airflow
 LAKEPIPE := $(BIN)/lakepipe
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help setup postgres demo test test-unit bench up down status jars clean distclean cluster-up cluster-down
+.PHONY: help setup postgres demo test test-platforms test-unit bench up down status jars clean distclean cluster-up cluster-down
 
 help:
 	@echo "make demo   set up, start the local Kafka broker, and run the clickstream pipeline end to end"
 	@echo "make test   set up, start the local Kafka broker, and run the test suite"
+	@echo "make test-platforms   the tests on other platforms: a standalone cluster, the wheel, the notebooks"
 	@echo "make up / make down   start / stop the local broker; make clean removes tables and broker data"
 	@echo "make cluster-up / make cluster-down   start / stop a local Spark standalone cluster (master + 2 workers)"
 
@@ -70,8 +71,13 @@ demo: up
 
 # Three pytest workers, one test file each at a time (each its own Spark session): most of a test's time is waiting
 # (JVM starts, Kafka, micro-batch triggers), so three share 2 cores. PYTEST_ARGS="-n 0" runs them one by one.
+# The platform tests (a Spark standalone cluster, the built wheel in a fresh venv, the notebooks: ~14 minutes of
+# their own, and the cluster's three JVMs slow everything beside them) are `make test-platforms`; CI runs both.
 test: up
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile -m "not platform" $(PYTEST_ARGS)
+
+test-platforms: up
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m platform $(PYTEST_ARGS)
 
 bench: up .jars/kafka-tools/.resolved
 	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)

@@ -17,6 +17,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pipeline", action="append", required=True, help="pipeline name (repeatable)")
     p.add_argument("--once", action="store_true", help="process what is available now, then exit")
+    p.add_argument("--from-earliest-available", action="store_true", help="read past records expired from Kafka (recorded)")
     p.add_argument("--env", help="environment: conf/NAME.yaml")
     p.add_argument("--conf-dir", help="folder of environment files")
     return p
@@ -26,7 +27,7 @@ def main() -> None:
     args = parser().parse_args()
     project = load_project(load_settings(args.env, args.conf_dir), args.pipeline)
     with spark_session(project.settings, f"lakepipe-{'-'.join(args.pipeline)}") as spark:
-        result = run(spark, project, args.pipeline, once=args.once)
+        result = run(spark, project, args.pipeline, args.once, args.from_earliest_available)
     if result.registered:
         print(summary(result.registered))
 

@@ -230,8 +230,9 @@ def _named_pipelines(args: argparse.Namespace, settings) -> list[str]:  # noqa: 
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.engine import runner
+    from pipelines.engine import kafka_gaps, runner
     from pipelines.ops import catalog
+    from pipelines.ops.run_marker import ensure_free
     from pipelines.platform import kafka_admin
     from pipelines.platform.session import spark_session
 
@@ -239,16 +240,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     names = _named_pipelines(args, settings)
     if not names:
         return 2
-    project = _project(args, names)  # config, contract, broker and topic errors before Spark starts
+    project = _project(args, names)  # config, contract, a run already going, broker and topic errors before Spark
+    ensure_free([project.pipeline(n).layout.checkpoints for n in names])
     for name in names:
         kafka_admin.require_topic(settings.kafka, project.topic(name))
+        p = project.pipeline(name)
+        kafka_gaps.check(settings.kafka, name, p.topic, p.layout.checkpoint("bronze"), args.from_earliest_available)
     if not args.once and settings.spark.ui is None:  # a continuous run keeps Spark's UI (its Structured Streaming tab)
         settings = settings.with_spark(ui=True)
     with spark_session(settings, f"lakepipe-run-{'-'.join(names)}") as spark:
         ui = spark.sparkContext.uiWebUrl
         if ui and not args.once:
             print(f"Spark UI: {ui} (streaming queries: {ui}/StreamingQuery/, Spark metrics: {ui}/metrics/prometheus/)", flush=True)
-        result = runner.run(spark, project, names, once=args.once)
+        result = runner.run(spark, project, names, once=args.once, from_earliest_available=args.from_earliest_available)
+    for name, found in result.gaps.items():
+        print(f"{name}: read past records gone from Kafka (--from-earliest-available): {'; '.join(g.phrase() for g in found)}")
     if result.registered:
         print(catalog.summary(result.registered))
     for name, m in result.queries.items():
@@ -528,6 +534,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
     p.add_argument("--once", action="store_true", help="process what is available now, then exit")
     p.add_argument("--metrics-json", help="write per-query metrics (rows, batches, late rows) as JSON")
+    p.add_argument("--from-earliest-available", action="store_true",
+                   help="when records bronze has not read expired from Kafka, read on from the first one kept (the gap "
+                        "is recorded in the event log); without it such a run stops and names them")  # fmt: skip
 
     p = add("backfill", _cmd_backfill, "reprocess a Kafka range into bronze, or an event-time range of a derived table, as a batch")
     add_backfill_arguments(p)

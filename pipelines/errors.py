@@ -49,6 +49,10 @@ class PipelineFailedError(LakepipeError):
     """A streaming query of a pipeline failed; the message names the query."""
 
 
+class RunLockedError(LakepipeError):
+    """Another run of the same pipeline holds its checkpoints; the message names it."""
+
+
 class TableNotFoundError(LakepipeError):
     """A table name that lakepipe does not know, or that has not been written yet."""
 

@@ -9,6 +9,7 @@ Every query has its own checkpoint under the lake root, so a run can be killed a
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from pipelines.engine import kafka_gaps
 from pipelines.engine.bronze import start_bronze
 from pipelines.engine.gold.outputs import inline_rebuilds, retire_inline_queries, start_output
 from pipelines.engine.silver import start_silver
@@ -51,23 +53,38 @@ class RunResult:
     queries: dict[str, QueryMetrics] = field(default_factory=dict)
     stage_seconds: list[float] = field(default_factory=list)  # --once: wall time of each stage, in order
     registered: list[str] = field(default_factory=list)  # catalog names registered (or pointed again) at start
+    gaps: dict[str, list[kafka_gaps.Gap]] = field(default_factory=dict)  # per pipeline: accepted by --from-earliest-available
 
     def to_dict(self) -> dict:
         return {name: vars(m) for name, m in self.queries.items()}
 
 
-def run(spark: SparkSession, project: Project, names: Sequence[str], once: bool) -> RunResult:
-    """Run the pipelines `names`; every micro-batch, start, stop and failure goes to the event log (if enabled)."""
+def run(
+    spark: SparkSession, project: Project, names: Sequence[str], once: bool, from_earliest_available: bool = False
+) -> RunResult:
+    """Run the pipelines `names`; every micro-batch, start, stop and failure goes to the event log (if enabled).
+
+    One run per pipeline at a time (RunLockedError otherwise). Records a bronze query has not read that are gone
+    from Kafka stop the run before it starts (OffsetsGoneError) unless `from_earliest_available` accepts them.
+    """
     with marked([project.pipeline(n).layout.checkpoints for n in names], spark.sparkContext.applicationId):
-        return _run(spark, project, names, once)  # `lakepipe status` says they run, and since when
+        return _run(spark, project, names, once, from_earliest_available)  # `lakepipe status` sees them, and since when
 
 
-def _run(spark: SparkSession, project: Project, names: Sequence[str], once: bool) -> RunResult:
+def _run(spark: SparkSession, project: Project, names: Sequence[str], once: bool, accept_gaps: bool) -> RunResult:
     result = RunResult()
+    for n in names:
+        p = project.pipeline(n)
+        found = kafka_gaps.check(project.settings.kafka, n, p.topic, p.layout.checkpoint("bronze"), accept_gaps)
+        if found:
+            result.gaps[n] = found
     events = EventLog(spark, project.settings).start() if project.settings.event_log.enabled else None
     try:
+        if events is not None:
+            for n, found in result.gaps.items():
+                events.gap_accepted(f"{n}.bronze", "; ".join(g.phrase() for g in found))
         trigger = {"availableNow": True} if once else {"processingTime": project.settings.streaming.trigger_interval}
-        stages = _stages(spark, project, names, trigger)  # creates the tables
+        stages = _stages(spark, project, names, trigger, set(result.gaps))  # creates the tables
         result.registered = register(spark, project.settings, _tables(project, names))
         if once:
             for stage in stages:
@@ -95,7 +112,7 @@ def start_all(spark: SparkSession, project: Project, names: Sequence[str], trigg
 
 
 def _stages(
-    spark: SparkSession, project: Project, names: Sequence[str], trigger: dict
+    spark: SparkSession, project: Project, names: Sequence[str], trigger: dict, past_gaps: set[str] = frozenset()
 ) -> list[list[Callable[[], StreamingQuery]]]:
     """The queries of the pipelines `names`, by stage (bronze, silver, outputs, outputs reading other tables), unstarted."""
     pipelines = [project.pipeline(n) for n in names]
@@ -105,7 +122,7 @@ def _stages(
         apply_file_properties(spark, p)
         retire_inline_queries(spark, p)
     return [
-        [lambda p=p: _bronze(spark, project.settings, p, trigger) for p in pipelines],
+        [lambda p=p: _bronze(spark, project.settings, p, trigger, p.name in past_gaps) for p in pipelines],
         [lambda p=p: _silver(spark, p, trigger) for p in pipelines],
         [lambda p=p, o=o: start_output(spark, p, o, trigger) for p in pipelines for o in p.spec.outputs
          if not o.derived and not o.inline],  # fmt: skip
@@ -113,10 +130,11 @@ def _stages(
     ]
 
 
-def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict) -> StreamingQuery:
+def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict, past_gap: bool) -> StreamingQuery:
     layout = p.layout
     name = f"{p.name}.bronze"
-    return start_bronze(spark, settings.kafka, p.topic, layout.bronze.path, layout.checkpoint("bronze"), trigger, name)
+    kafka = dataclasses.replace(settings.kafka, fail_on_data_loss=False) if past_gap else settings.kafka
+    return start_bronze(spark, kafka, p.topic, layout.bronze.path, layout.checkpoint("bronze"), trigger, name)
 
 
 def _silver(spark: SparkSession, p: Pipeline, trigger: dict) -> StreamingQuery:
@@ -166,7 +184,9 @@ def raise_if_failed(q: StreamingQuery, queries: list[StreamingQuery]) -> None:
     for other in queries:
         if other.isActive:
             other.stop()
-    raise PipelineFailedError(f"query '{q.name}' failed: {error_summary(getattr(exc, 'desc', None) or str(exc))}")
+    summary = error_summary(getattr(exc, "desc", None) or str(exc))
+    gone = kafka_gaps.data_loss_error(q.name.split(".")[0], summary) if q.name.endswith(".bronze") else None
+    raise gone or PipelineFailedError(f"query '{q.name}' failed: {summary}")
 
 
 def _collect(q: StreamingQuery, result: RunResult) -> None:

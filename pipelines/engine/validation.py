@@ -137,9 +137,14 @@ def _present(f: FieldSpec) -> Column:
     return t.isNotNull() & (t != "VOID")
 
 
+def _as_double(f: FieldSpec) -> Column:
+    return F.expr(f"try_variant_get({_variant_col(f.name)}, '$', 'double')")
+
+
 def _type_ok(f: FieldSpec) -> Column:
     t = F.col(_type_col(f.name))
-    whole = t.isin(*INTEGER_TYPES) | t.rlike(r"^DECIMAL\(\d+,0\)$")
+    # A whole number: `3`, `3.0` (parsed as DECIMAL(1,0)), or one written with an exponent, `1.0e2` (a DOUBLE)
+    whole = t.isin(*INTEGER_TYPES) | t.rlike(r"^DECIMAL\(\d+,0\)$") | ((t == "DOUBLE") & (_as_double(f) % 1 == 0))
     if f.unit is not None or f.type == "integer":  # epoch ms/us/days, or a whole number
         return whole
     if f.type in ("string", "timestamp", "date") or f.encoding != "number":
@@ -168,6 +173,9 @@ def _typed_value(f: FieldSpec) -> Column:
     else:
         sql_type = f.spark_type.simpleString()
         value = F.expr(f"try_variant_get({v}, '$', '{sql_type}')")
+        if f.type == "integer":  # from 2^53 on a double no longer holds every whole number: out_of_range, not rounded
+            inexact = (F.col(_type_col(f.name)) == "DOUBLE") & (F.abs(_as_double(f)) >= F.lit(2**53))
+            value = F.when(~inexact, value)
     return F.when(_type_ok(f), value).try_cast(f.spark_type)
 
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 EVENTS_SCHEMA = T.StructType(
     [
         T.StructField("event_time", T.TimestampType()),  # when the event happened (a batch: when it started)
-        T.StructField("event", T.StringType()),  # started | batch | stopped | failed
+        T.StructField("event", T.StringType()),  # started | batch | stopped | failed | gap_accepted
         T.StructField("pipeline", T.StringType()),
         T.StructField("query_name", T.StringType()),
         T.StructField("layer", T.StringType()),  # bronze | silver | gold (the query's table's layer)
@@ -52,7 +52,7 @@ EVENTS_SCHEMA = T.StructType(
         T.StructField("end_offsets", T.StringType()),
         T.StructField("latest_offsets", T.StringType()),  # the newest offsets in Kafka when the batch was planned
         T.StructField("lag_records", T.LongType()),  # Kafka sources: latest - end, summed over partitions
-        T.StructField("error", T.StringType()),  # failed: the error's first line
+        T.StructField("error", T.StringType()),  # failed: the error's first line; gap_accepted: the records skipped
         T.StructField("event_date", T.DateType()),
     ]
 )
@@ -89,8 +89,9 @@ def _row(event: str, when: dt.datetime | None, name: str | None, query_id: objec
     pipeline, layer = query_labels(name)
     when = when or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     row = dict.fromkeys(EVENTS_SCHEMA.fieldNames())
-    row.update(event_time=when, event=event, pipeline=pipeline, query_name=name, layer=layer, query_id=str(query_id),
-               run_id=str(run_id), event_date=when.date(), **fields)  # fmt: skip
+    ids = {k: None if v is None else str(v) for k, v in (("query_id", query_id), ("run_id", run_id))}
+    row.update(event_time=when, event=event, pipeline=pipeline, query_name=name, layer=layer, event_date=when.date(),
+               **ids, **fields)  # fmt: skip
     return row
 
 
@@ -153,6 +154,10 @@ class EventLog(StreamingQueryListener):
         self._add(_row("failed" if error else "stopped", None, name, event.id, event.runId, error=error))
         with self._lock:
             self._running.discard(str(event.runId))
+
+    def gap_accepted(self, query_name: str, gap: str) -> None:
+        """A run's --from-earliest-available: the records of the query's topic it reads past, never to be read."""
+        self._add(_row("gap_accepted", None, query_name, None, None, error=gap))
 
     def _add(self, row: dict) -> None:
         with self._lock:

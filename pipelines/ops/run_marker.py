@@ -1,14 +1,20 @@
-"""Whether a pipeline is running, and since when: a small file a run writes beside its checkpoints.
+"""One run per pipeline at a time, and since when it runs: a small file a run holds beside its checkpoints.
 
-`lakepipe run` (any caller of the runner) writes `<checkpoints>/<pipeline>/_running.json` (host, pid, start time,
-Spark application id) before its queries start and deletes it when it ends, however it ends short of a kill.
-`lakepipe status` reads it without Spark: running when the process is alive on this host; a file whose process
-is gone is a run that was killed (it says so); a file from another host is reported as that host's run. It only
-reports: it does not keep a second run from starting (that lock is another issue's).
+`lakepipe run` (any caller of the runner) takes `<checkpoints>/<pipeline>/_running.json` before its queries start:
+an exclusive `flock` on it for the whole run, and in it the host, pid, start time and Spark application id. A
+second run of the same pipeline on the same lake refuses at start with one line naming the first
+(`RunLockedError`) instead of racing it through one checkpoint. The operating system releases the lock when its
+process ends, however it ends, so a SIGKILLed run leaves no stale lock: the next run takes it over. The file is
+deleted when a run ends short of a kill.
+
+`lakepipe status` reads the file without Spark: running when the process is alive on this host; a file whose
+process is gone is a run that was killed (it says so); a file from another host is reported as that host's run.
+A lake on object storage or DBFS has no such file (its platform runs one job at a time).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -18,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.errors import RunLockedError
 from pipelines.platform.processes import alive
 
 FILE = "_running.json"
@@ -50,17 +57,64 @@ def marker_path(checkpoints: str) -> Path | None:
 
 @contextmanager
 def marked(checkpoints: list[str], app_id: str) -> Iterator[None]:
-    """Mark the pipelines with these checkpoint folders as running for the length of the block."""
+    """Hold the run lock of the pipelines with these checkpoint folders for the length of the block (or raise
+    RunLockedError naming the run that holds one of them, taking none)."""
     paths = [p for p in (marker_path(c) for c in checkpoints) if p is not None]
     body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started_ms": time.time() * 1000, "app_id": app_id})
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(body)
+    held: list[tuple[Path, int]] = []
     try:
+        for p in paths:
+            held.append((p, _lock(p)))
+        for p, fd in held:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, body.encode(), 0)
         yield
     finally:
-        for p in paths:
-            p.unlink(missing_ok=True)
+        for p, fd in reversed(held):
+            p.unlink(missing_ok=True)  # before the lock goes: a run that opens the file now finds a new one
+            os.close(fd)
+
+
+def ensure_free(checkpoints: list[str]) -> None:
+    """RunLockedError if another run holds one of these pipelines now (a check before Spark starts; `marked`
+    takes the lock itself)."""
+    for p in (marker_path(c) for c in checkpoints):
+        if p is not None and p.is_file():
+            os.close(_lock(p))
+
+
+def _lock(path: Path) -> int:
+    """An open descriptor of `path` holding its exclusive lock, or RunLockedError naming the holder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunLockedError(_held_by(path)) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False  # its holder ended between our open and our lock: that file is gone, take the new one
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _held_by(path: Path) -> str:
+    pipeline = path.parent.name
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError):
+        m = {}
+    if not m:
+        return f"pipeline '{pipeline}' is being started by another run (lock {path}): let it start, or stop it first"
+    state = RunState(True, float(m["started_ms"]), int(m["pid"]), m.get("host"))
+    return (
+        f"pipeline '{pipeline}' is already {state.phrase(0)}, Spark application {m.get('app_id')}: a second run on "
+        f"its checkpoints would race it; stop that run first (Ctrl-C, or `kill {m['pid']}`), or wait for it to end"
+    )
 
 
 def _python_alive(pid: int) -> bool:

@@ -32,7 +32,7 @@ from tests.conftest import PROJECT_DIR, write_conf
 from tests.integration.test_exactly_once import wait_for_new_commit
 from tests.support import assert_exactly_once
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.platform]
 
 EVENTS = 1500
 

@@ -24,17 +24,23 @@ from tests.conftest import write_conf
 pytestmark = pytest.mark.kafka
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["plain-json", "json-with-schemas"])
-def cdc(request, tmp_path_factory, kafka):
-    """PostgreSQL and Connect on ports and topics of their own, with the JsonConverter's `schemas.enable` false
-    and then true; state in pytest's private temporary folder, which the `postgres` user cannot enter when the
-    tests run as root (the database's files then live under that user's home)."""
+@pytest.fixture(scope="module")
+def cdc(tmp_path_factory, kafka):
+    """PostgreSQL and Connect with the JsonConverter's `schemas.enable` false (test_local_cdc_schemas.py runs these
+    tests again with it true)."""
+    yield from cdc_environment(tmp_path_factory, value_schemas=False)
+
+
+def cdc_environment(tmp_path_factory, value_schemas: bool):  # noqa: ANN001, ANN201
+    """PostgreSQL and Connect on ports and topics of their own; state in pytest's private temporary folder, which
+    the `postgres` user cannot enter when the tests run as root (the database's files then live under that user's
+    home)."""
     name = uuid.uuid4().hex[:8]
     state = tmp_path_factory.mktemp("cdc-state")
     conf = write_conf(tmp_path_factory.mktemp("cdc") / "conf", "unused")
     with open(conf / "test.yaml", "a", encoding="utf-8") as f:
         f.write(f"local_cdc:\n  postgres_port: {free_port()}\n  connect_port: {free_port()}\n"
-                f"  topic_prefix: test{name}\n  state_dir: {state}\n  value_schemas: {str(request.param).lower()}\n"
+                f"  topic_prefix: test{name}\n  state_dir: {state}\n  value_schemas: {str(value_schemas).lower()}\n"
                 "  offset_flush_ms: 20000\n")  # a SIGKILL then leaves changes to deliver again (the last test)  # fmt: skip
     settings = load_settings("test", conf)
     try:

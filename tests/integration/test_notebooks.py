@@ -24,7 +24,7 @@ from tests.integration.test_iot_once import FAULTS as IOT_FAULTS
 from tests.integration.test_iot_once import START as IOT_START
 from tests.support import run_once, send
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.platform]
 
 NOTEBOOKS = PROJECT_DIR / "notebooks"
 # notebook -> the plots it must draw (a plot that is skipped or fails shows here)

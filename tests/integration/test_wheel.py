@@ -26,7 +26,7 @@ from pipelines.platform.jars import jars_root
 from pipelines.simulators.base import KafkaSink, SimEvent, Tally, publish
 from tests.conftest import PROJECT_DIR
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.platform]
 
 
 def build_wheel(tmp: Path) -> Path:

@@ -134,6 +134,17 @@ def test_unknown_fields_are_kept_as_json_and_integral_numbers_are_integers(spark
     assert json.loads(row.extra) == {"coupon": {"code": "X1", "pct": 10}, "ab_test": "b"}
 
 
+@pytest.mark.parametrize(("written", "expected"), [
+    ("1.0e2", (100, [])), ("1E1", (10, [])), ("3.0", (3, [])), ("1.5e1", (15, [])),
+    ("2.5e0", (None, ["bad_type:quantity"])), ("1.0e-2", (None, ["bad_type:quantity"])),
+    ("1e30", (None, ["out_of_range:quantity"])), ("9007199254740993e0", (None, ["out_of_range:quantity"])),
+])  # fmt: skip
+def test_an_integer_written_with_an_exponent_is_an_integer(spark, clickstream_contract, written, expected):
+    text = json.dumps(with_(quantity=12345)).replace("12345", written)
+    row = parse_records(raw(spark, text), clickstream_contract).collect()[0]
+    assert (row.quantity, row.reasons) == expected
+
+
 def test_payload_hash_tells_exact_resends_from_conflicting_ones(spark, clickstream_contract):
     same = parse_records(raw(spark, VALID, VALID, with_(price=13)), clickstream_contract).orderBy("offset")
     hashes = [r.payload_hash for r in same.collect()]

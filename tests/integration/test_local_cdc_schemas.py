@@ -1,0 +1,23 @@
+"""The real change-data-capture tests of test_local_cdc.py again, with the JsonConverter's default
+`schemas.enable=true`: each value is `{"schema": ..., "payload": ...}`. A module of its own, so that the two
+forms run on different pytest workers.
+
+Left out here: the random burst with the Connect worker SIGKILLed. Redelivery after a kill does not depend on the
+converter, and `test_silver_current_state_equals_the_database_even_after_redelivery` redelivers in this form too.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.test_local_cdc import *  # noqa: F403  (the same tests, collected again in this module)
+from tests.integration.test_local_cdc import cdc_environment
+
+del test_a_random_burst_with_the_connector_killed_equals_what_the_database_committed  # noqa: F821
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(scope="module")
+def cdc(tmp_path_factory, kafka):
+    yield from cdc_environment(tmp_path_factory, value_schemas=True)
