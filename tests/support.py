@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
@@ -90,3 +91,19 @@ def assert_exactly_once(spark: SparkSession, settings: Settings, topic: str, eve
     ).withColumn("converted", F.col("purchases") > 0).drop("session_window")  # fmt: skip
     assert_df_equality(gold["clickstream_sessions"], batch_sessions.select(*gold["clickstream_sessions"].columns),
                        ignore_row_order=True, ignore_nullable=True)  # fmt: skip
+
+
+def without_gold(folder: Path, topic: str) -> Settings:
+    """Settings of a conf folder whose clickstream spec has no gold outputs (bronze, silver and its checks only):
+    for tests of what happens before gold, at half the cost of a run."""
+    import yaml
+
+    from pipelines.model.config import load_settings
+    from tests.conftest import PROJECT_DIR, write_conf
+
+    spec = yaml.safe_load((PROJECT_DIR / "conf/pipelines/clickstream.yaml").read_text())
+    specs = folder / "specs"
+    specs.mkdir(parents=True, exist_ok=True)
+    files = {k: [x for x in v if x != "gold"] for k, v in spec.get("files", {}).items()}
+    (specs / "clickstream.yaml").write_text(yaml.safe_dump({**spec, "outputs": [], "files": files}))
+    return load_settings("test", write_conf(folder / "conf", topic, specs=specs))

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from pipelines.simulators.base import KafkaSink, SimEvent, Tally, publish
-from tests.support import pipeline, run_once
+from tests.support import pipeline, run_once, without_gold
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -64,7 +64,8 @@ def hostile_values(seed: int) -> list[bytes]:
     return out
 
 
-def test_ten_thousand_hostile_values_each_land_somewhere_with_a_reason(spark, test_settings):
+def test_ten_thousand_hostile_values_each_land_somewhere_with_a_reason(spark, tmp_path, unique_topic, kafka):
+    test_settings = without_gold(tmp_path, unique_topic)
     values = hostile_values(seed=14)
     p = pipeline(test_settings, "clickstream")
     tally = publish(iter(SimEvent("fuzz", None, v) for v in values), KafkaSink(test_settings.kafka, p.topic, Tally()))

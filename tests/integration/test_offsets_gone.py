@@ -19,12 +19,13 @@ from pipelines.model.layout import events_table
 from pipelines.model.project import load_project
 from pipelines.platform import kafka_admin
 from tests.integration.test_cli_errors import lakepipe, one_line_error
-from tests.support import pipeline, run_once, send, table
+from tests.support import pipeline, run_once, send, table, without_gold
 
 pytestmark = [pytest.mark.kafka]
 
 
-def test_expired_then_recreated_topic_stops_the_run_in_one_line(spark, test_settings, tmp_path):
+def test_expired_then_recreated_topic_stops_the_run_in_one_line(spark, tmp_path, unique_topic, kafka):
+    test_settings = without_gold(tmp_path, unique_topic)
     gen = ClickstreamGenerator(seed=21, start=dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC), events_per_second=5)
     events = gen.events()
     p = pipeline(test_settings, "clickstream")
