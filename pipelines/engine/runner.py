@@ -130,7 +130,7 @@ def _stages(
     ]
 
 
-def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict, past_gap: bool) -> StreamingQuery:
+def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict, past_gap: bool = False) -> StreamingQuery:
     layout = p.layout
     name = f"{p.name}.bronze"
     kafka = dataclasses.replace(settings.kafka, fail_on_data_loss=False) if past_gap else settings.kafka

@@ -18,7 +18,7 @@ import json
 import pytest
 
 from pipelines.simulators.base import SimEvent
-from tests.support import pipeline, run_once, send
+from tests.support import pipeline, run_once, send, without_gold
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -36,7 +36,8 @@ def sim(kind: str, payload: dict) -> SimEvent:
     return SimEvent(kind, b"u1", json.dumps(payload).encode())
 
 
-def test_re_sends_weeks_old_are_caught_and_conflicts_within_the_horizon(spark, test_settings):
+def test_re_sends_weeks_old_are_caught_and_conflicts_within_the_horizon(spark, tmp_path, unique_topic, kafka):
+    test_settings = without_gold(tmp_path, unique_topic)  # silver's dedup: gold is not needed
     # old-4 six hours after the others, so that no other record of wave 2 sits near its hour
     old = {f"old-{i}": event(f"old-{i}", OLD + dt.timedelta(minutes=i + (360 if i == 4 else 0))) for i in range(1, 5)}
     today = [event(f"today-{i}", TODAY + dt.timedelta(seconds=i)) for i in range(200)]

@@ -16,7 +16,7 @@ from pipelines.errors import LakepipeError
 from pipelines.model.layout import Table
 from pipelines.ops.maintenance import compact, file_count, vacuum
 from tests.integration.test_cli_errors import lakepipe
-from tests.support import pipeline, reaching_silver, run_once, send, table
+from tests.support import pipeline, reaching_silver, run_once, send, table, without_gold
 
 
 def _appends(spark, path: str, batches: int, partitioned: bool = False) -> None:
@@ -59,7 +59,8 @@ def test_delta_log_names_the_version_and_commit_time_of_every_file(spark, tmp_pa
 
 
 @pytest.mark.kafka
-def test_vacuum_refuses_an_unsafe_retention_and_streams_carry_on_after_it(spark, test_settings, tmp_path):
+def test_vacuum_refuses_an_unsafe_retention_and_streams_carry_on_after_it(spark, tmp_path, unique_topic, kafka):
+    test_settings = without_gold(tmp_path, unique_topic)  # bronze and silver: a stream of a Delta table after VACUUM
     gen = ClickstreamGenerator(seed=12, start=dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC), events_per_second=5)
     events = gen.events()
     first = list(itertools.islice(events, 200))
