@@ -93,9 +93,9 @@ def assert_exactly_once(spark: SparkSession, settings: Settings, topic: str, eve
                        ignore_row_order=True, ignore_nullable=True)  # fmt: skip
 
 
-def without_gold(folder: Path, topic: str) -> Settings:
+def without_gold(folder: Path, topic: str, **conf: object) -> Settings:
     """Settings of a conf folder whose clickstream spec has no gold outputs (bronze, silver and its checks only):
-    for tests of what happens before gold, at half the cost of a run."""
+    for tests of what happens before gold, at half the cost of a run. `conf`: more arguments of write_conf."""
     import yaml
 
     from pipelines.model.config import load_settings
@@ -106,4 +106,4 @@ def without_gold(folder: Path, topic: str) -> Settings:
     specs.mkdir(parents=True, exist_ok=True)
     files = {k: [x for x in v if x != "gold"] for k, v in spec.get("files", {}).items()}
     (specs / "clickstream.yaml").write_text(yaml.safe_dump({**spec, "outputs": [], "files": files}))
-    return load_settings("test", write_conf(folder / "conf", topic, specs=specs))
+    return load_settings("test", write_conf(folder / "conf", topic, specs=specs, **conf))

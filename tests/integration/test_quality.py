@@ -20,7 +20,7 @@ from pipelines.model.layout import events_table
 from pipelines.ops import quarantine
 from pipelines.simulators.base import KafkaSink, Tally, encode, publish
 from tests.conftest import CONTRACTS, PROJECT_DIR, write_conf
-from tests.support import pipeline, run_once
+from tests.support import pipeline, run_once, without_gold
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -55,11 +55,23 @@ def event(n, **fields):
 
 @pytest.fixture
 def quality_env(tmp_path, kafka):
-    """Settings whose clickstream pipeline uses a suite written by the test (`write(suite_dict)`)."""
+    """Settings whose clickstream pipeline (without gold) uses a suite written by the test (`write(suite_dict)`)."""
+    return _quality_env(tmp_path, gold=False)
+
+
+@pytest.fixture
+def quality_env_with_gold(tmp_path, kafka):
+    return _quality_env(tmp_path, gold=True)
+
+
+def _quality_env(tmp_path, gold: bool):
     schemas = tmp_path / "schemas"
     shutil.copytree(CONTRACTS, schemas)
     topic = f"test.quality.{uuid.uuid4().hex[:10]}"
-    settings = load_settings("test", write_conf(tmp_path / "conf", topic, schemas=schemas))
+    if gold:
+        settings = load_settings("test", write_conf(tmp_path / "conf", topic, schemas=schemas))
+    else:
+        settings = without_gold(tmp_path, topic, schemas=schemas)
 
     def write(data):
         (schemas / "clickstream" / "expectations.json").write_text(json.dumps(data))
@@ -149,8 +161,8 @@ def test_a_fail_rule_stops_the_query_naming_rule_and_rows(spark, quality_env):
     assert all("quality rule 'banned_device' (action fail)" in r.error for r in failed), failed[0].error
 
 
-def test_replay_after_a_fix_is_exactly_once_even_when_killed_half_way(spark, quality_env, monkeypatch):
-    settings, write, send = quality_env
+def test_replay_after_a_fix_is_exactly_once_even_when_killed_half_way(spark, quality_env_with_gold, monkeypatch):
+    settings, write, send = quality_env_with_gold
     send(event(1), event(2, country="JP"), event(3, country="JP"), event(4, country="JP", search_query="far too long text"))
     run_once(spark, settings, ["clickstream"])
     p = pipeline(settings, "clickstream")
