@@ -81,6 +81,7 @@ def _parse_steps(contract: Contract) -> list[list[Column]]:
         [F.expr(f"try_parse_json({_JSON})").alias(_VARIANT)],
         [_field_variant(f).alias(_variant_col(f.name)) for f in contract.fields],
         [F.expr(f"schema_of_variant({_variant_col(f.name)})").alias(_type_col(f.name)) for f in contract.fields],
+        [_double_value(f).alias(_double_col(f.name)) for f in contract.fields if _whole_number(f)],
         [_typed_value(f).alias(f.name) for f in contract.fields],
         [extra.alias("extra"), reasons.alias("reasons")],
         [*typed, F.col("extra"), F.col("reasons"),
@@ -137,16 +138,25 @@ def _present(f: FieldSpec) -> Column:
     return t.isNotNull() & (t != "VOID")
 
 
-def _as_double(f: FieldSpec) -> Column:
-    return F.expr(f"try_variant_get({_variant_col(f.name)}, '$', 'double')")
+def _double_col(name: str) -> str:
+    return f"_lp_d_{name}"
+
+
+def _whole_number(f: FieldSpec) -> bool:
+    return f.unit is not None or f.type == "integer"
+
+
+def _double_value(f: FieldSpec) -> Column:
+    """A whole-number field's value when JSON wrote it as a double (`1.0e2`), else null: a column of its own, so
+    that the checks that read it stay small expressions."""
+    return F.when(F.col(_type_col(f.name)) == "DOUBLE", F.expr(f"try_variant_get({_variant_col(f.name)}, '$', 'double')"))
 
 
 def _type_ok(f: FieldSpec) -> Column:
     t = F.col(_type_col(f.name))
     # A whole number: `3`, `3.0` (parsed as DECIMAL(1,0)), or one written with an exponent, `1.0e2` (a DOUBLE)
-    whole = t.isin(*INTEGER_TYPES) | t.rlike(r"^DECIMAL\(\d+,0\)$") | ((t == "DOUBLE") & (_as_double(f) % 1 == 0))
-    if f.unit is not None or f.type == "integer":  # epoch ms/us/days, or a whole number
-        return whole
+    if _whole_number(f):  # epoch ms/us/days, or a whole number
+        return t.isin(*INTEGER_TYPES) | t.rlike(r"^DECIMAL\(\d+,0\)$") | F.coalesce(F.col(_double_col(f.name)) % 1 == 0, F.lit(False))
     if f.type in ("string", "timestamp", "date") or f.encoding != "number":
         return t == "STRING"
     if f.type == "boolean":
@@ -174,8 +184,7 @@ def _typed_value(f: FieldSpec) -> Column:
         sql_type = f.spark_type.simpleString()
         value = F.expr(f"try_variant_get({v}, '$', '{sql_type}')")
         if f.type == "integer":  # from 2^53 on a double no longer holds every whole number: out_of_range, not rounded
-            inexact = (F.col(_type_col(f.name)) == "DOUBLE") & (F.abs(_as_double(f)) >= F.lit(2**53))
-            value = F.when(~inexact, value)
+            value = F.when(F.coalesce(F.abs(F.col(_double_col(f.name))) < F.lit(2**53), F.lit(True)), value)
     return F.when(_type_ok(f), value).try_cast(f.spark_type)
 
 
