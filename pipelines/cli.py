@@ -254,7 +254,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"Spark UI: {ui} (streaming queries: {ui}/StreamingQuery/, Spark metrics: {ui}/metrics/prometheus/)", flush=True)
         result = runner.run(spark, project, names, once=args.once, from_earliest_available=args.from_earliest_available)
     for name, found in result.gaps.items():
-        print(f"{name}: read past records gone from Kafka (--from-earliest-available): {'; '.join(g.phrase() for g in found)}")
+        print(f"{name}: read past records gone from Kafka (--from-earliest-available): {kafka_gaps.describe(found)}")
     if result.registered:
         print(catalog.summary(result.registered))
     for name, m in result.queries.items():

@@ -50,6 +50,11 @@ class Gap:
                 "expired before bronze read them")  # fmt: skip
 
 
+def describe(found: list[Gap]) -> str:
+    """The gaps as one phrase, partition by partition."""
+    return "; ".join(g.phrase() for g in found)
+
+
 def gaps(kafka: KafkaSettings, topic: str, checkpoint: str) -> list[Gap]:
     """The partitions of `topic` where records the query with `checkpoint` has not read are gone (none before its
     first micro-batch, or for a lake not on this machine)."""
@@ -74,14 +79,14 @@ def check(kafka: KafkaSettings, pipeline: str, topic: str, checkpoint: str, acce
     if recreated:
         raise OffsetsGoneError(
             f"{pipeline}: topic '{topic}' starts over below what bronze has read: "
-            f"{'; '.join(g.phrase() for g in recreated)}. Bronze tells records apart by (topic, partition, offset), "
+            f"{describe(recreated)}. Bronze tells records apart by (topic, partition, offset), "
             f"which the new topic reuses: give pipelines.{pipeline}.topic a new name (or move the pipeline's tables "
             "and checkpoints aside) and run again"
         )
     if found and not accept:
         raise OffsetsGoneError(
             f"{pipeline}: records bronze has not read are gone from topic '{topic}': "
-            f"{'; '.join(g.phrase() for g in found)}. Either accept the gap: `lakepipe run {pipeline} "
+            f"{describe(found)}. Either accept the gap: `lakepipe run {pipeline} "
             "--from-earliest-available` (recorded in the event log), or load those records from a copy of the topic "
             f"first: `lakepipe backfill {pipeline} --layer bronze ...`"
         )

@@ -82,7 +82,7 @@ def _run(spark: SparkSession, project: Project, names: Sequence[str], once: bool
     try:
         if events is not None:
             for n, found in result.gaps.items():
-                events.gap_accepted(f"{n}.bronze", "; ".join(g.phrase() for g in found))
+                events.gap_accepted(f"{n}.bronze", kafka_gaps.describe(found))
         trigger = {"availableNow": True} if once else {"processingTime": project.settings.streaming.trigger_interval}
         stages = _stages(spark, project, names, trigger, set(result.gaps))  # creates the tables
         result.registered = register(spark, project.settings, _tables(project, names))
