@@ -140,11 +140,19 @@ def _render_properties(settings: Settings, p: BrokerPaths) -> None:
     )
 
 
+def cluster_id() -> str:
+    """A new KRaft cluster id: a random UUID in URL-safe base64, as Kafka's own `Uuid.randomUuid` makes them,
+    never starting with '-' (1 in 64 would, and the storage tool then reads it as an option and fails)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def _format_storage(java: str, classpath: str, p: BrokerPaths) -> None:
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     cmd = [
         java, "-Xmx256m", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-        "-t", cluster_id, "-c", str(p.properties), "--ignore-formatted",
+        "-t", cluster_id(), "-c", str(p.properties), "--ignore-formatted",
     ]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
