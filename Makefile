@@ -74,10 +74,10 @@ demo: up
 # The platform tests (a Spark standalone cluster, the built wheel in a fresh venv, the notebooks: ~14 minutes of
 # their own, and the cluster's three JVMs slow everything beside them) are `make test-platforms`; CI runs both.
 test: up
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder -m "not platform" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile -m "not platform" $(PYTEST_ARGS)
 
 test-platforms: up
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m platform $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m platform $(PYTEST_ARGS)
 
 bench: up .jars/kafka-tools/.resolved
 	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)

@@ -23,22 +23,6 @@ if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
     _main.__file__ = "<pytest-xdist worker>"
 
 
-def pytest_collection_modifyitems(config, items):
-    """The longest files first (marker `slow`, longest `minutes` first; then the other broker tests; unit tests last),
-    so that no pytest-xdist worker starts a five-minute file when the others are done. `make test` passes
-    `--no-loadscope-reorder`, without which `--dist loadfile` would order files by their number of tests instead.
-    `minutes` is a scheduling hint from a measured run (README, Tests), never checked."""
-
-    def weight(item) -> float:
-        slow = item.get_closest_marker("slow")
-        return -slow.kwargs.get("minutes", 1) if slow else -0.5 if item.get_closest_marker("kafka") else 0
-
-    per_file: dict[Path, float] = {}
-    for item in items:
-        per_file[item.path] = min(per_file.get(item.path, 0), weight(item))
-    items.sort(key=lambda item: per_file[item.path])  # stable: a file's tests keep their order
-
-
 @pytest.fixture(scope="session")
 def spark():
     from pipelines.platform.session import get_spark

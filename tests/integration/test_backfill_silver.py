@@ -11,7 +11,7 @@ from tests.integration.test_backfill import START, backfill, beside_the_stream, 
 from tests.integration.test_clickstream_once import expected_revenue, gold_revenue
 from tests.support import pipeline, reaching_silver, run_once, send, table
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow(minutes=4)]
+pytestmark = pytest.mark.kafka
 
 
 def test_silver_re_derived_from_bronze_after_a_contract_fix(spark, test_settings, tmp_path):

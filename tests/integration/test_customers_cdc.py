@@ -17,7 +17,7 @@ from pipelines.simulators.base import KafkaSink, Tally, publish
 from tests.cdc_reference import apply_in_order, payloads
 from tests.support import pipeline, run_once
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow(minutes=6)]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 CDC_START = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
 SHOP_START = CDC_START + dt.timedelta(minutes=10)

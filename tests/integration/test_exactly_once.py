@@ -29,7 +29,7 @@ from pipelines.simulators.base import KafkaSink, Tally, publish
 from tests.conftest import PROJECT_DIR, write_conf
 from tests.support import assert_exactly_once, pipeline, run_once
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow(minutes=5)]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 EVENTS = 4000
 

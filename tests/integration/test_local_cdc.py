@@ -21,7 +21,7 @@ from pipelines.platform import local_cdc
 from pipelines.platform.processes import free_port
 from tests.conftest import write_conf
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from tests.integration.test_local_cdc import cdc_environment
 del test_a_random_burst_with_the_connector_killed_equals_what_the_database_committed  # noqa: F821
 del test_orders_carry_their_customers_tier_at_order_time  # noqa: F821
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")

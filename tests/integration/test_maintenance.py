@@ -59,7 +59,6 @@ def test_delta_log_names_the_version_and_commit_time_of_every_file(spark, tmp_pa
 
 
 @pytest.mark.kafka
-@pytest.mark.slow(minutes=4)
 def test_vacuum_refuses_an_unsafe_retention_and_streams_carry_on_after_it(spark, tmp_path, unique_topic, kafka):
     test_settings = without_gold(tmp_path, unique_topic)  # bronze and silver: a stream of a Delta table after VACUUM
     gen = ClickstreamGenerator(seed=12, start=dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC), events_per_second=5)

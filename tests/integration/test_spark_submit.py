@@ -18,7 +18,7 @@ from pipelines.simulators.base import KafkaSink, Tally, publish
 from tests.conftest import PROJECT_DIR, write_conf
 from tests.integration.test_catalog import check_catalog
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow(minutes=5)]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def test_spark_submit_once(spark, tmp_path, unique_topic, kafka, metastore):
