@@ -252,7 +252,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ui = spark.sparkContext.uiWebUrl
         if ui and not args.once:
             print(f"Spark UI: {ui} (streaming queries: {ui}/StreamingQuery/, Spark metrics: {ui}/metrics/prometheus/)", flush=True)
-        result = runner.run(spark, project, names, once=args.once, from_earliest_available=args.from_earliest_available)
+        say = lambda line: print(line, flush=True)  # noqa: E731
+        result = runner.run(spark, project, names, args.once, args.from_earliest_available, say)
+    for name, why in result.not_stopped.items():
+        print(f"{name}: did not stop cleanly ({why}); its next run resumes from its checkpoint")
     for name, found in result.gaps.items():
         print(f"{name}: read past records gone from Kafka (--from-earliest-available): {kafka_gaps.describe(found)}")
     if result.registered:

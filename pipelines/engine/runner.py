@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from pipelines.engine.gold.outputs import inline_rebuilds, retire_inline_queries
 from pipelines.engine.silver import start_silver
 from pipelines.engine.tables import apply_file_properties, create_tables
 from pipelines.errors import PipelineFailedError, error_summary
-from pipelines.model.config import Settings
+from pipelines.model.config import KafkaSettings, Settings
 from pipelines.model.layout import Table
 from pipelines.model.project import Pipeline, Project
 from pipelines.ops.catalog import register
@@ -54,24 +55,30 @@ class RunResult:
     stage_seconds: list[float] = field(default_factory=list)  # --once: wall time of each stage, in order
     registered: list[str] = field(default_factory=list)  # catalog names registered (or pointed again) at start
     gaps: dict[str, list[kafka_gaps.Gap]] = field(default_factory=dict)  # per pipeline: accepted by --from-earliest-available
+    not_stopped: dict[str, str] = field(default_factory=dict)  # query -> why it did not stop within STOP_TIMEOUT_S
 
     def to_dict(self) -> dict:
         return {name: vars(m) for name, m in self.queries.items()}
 
 
 def run(
-    spark: SparkSession, project: Project, names: Sequence[str], once: bool, from_earliest_available: bool = False
+    spark: SparkSession, project: Project, names: Sequence[str], once: bool, from_earliest_available: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run the pipelines `names`; every micro-batch, start, stop and failure goes to the event log (if enabled).
 
     One run per pipeline at a time (RunLockedError otherwise). Records a bronze query has not read that are gone
     from Kafka stop the run before it starts (OffsetsGoneError) unless `from_earliest_available` accepts them.
+    `say` gets the lines a person watching a continuous run should read (the broker not answering, and again).
     """
     with marked([project.pipeline(n).layout.checkpoints for n in names], spark.sparkContext.applicationId):
-        return _run(spark, project, names, once, from_earliest_available)  # `lakepipe status` sees them, and since when
+        return _run(spark, project, names, once, from_earliest_available, say)  # `lakepipe status` sees them, and since when
 
 
-def _run(spark: SparkSession, project: Project, names: Sequence[str], once: bool, accept_gaps: bool) -> RunResult:
+def _run(
+    spark: SparkSession, project: Project, names: Sequence[str], once: bool, accept_gaps: bool,
+    say: Callable[[str], None] | None,
+) -> RunResult:
     result = RunResult()
     for n in names:
         p = project.pipeline(n)
@@ -83,6 +90,7 @@ def _run(spark: SparkSession, project: Project, names: Sequence[str], once: bool
         if events is not None:
             for n, found in result.gaps.items():
                 events.gap_accepted(f"{n}.bronze", kafka_gaps.describe(found))
+        _bound_stops(spark)
         trigger = {"availableNow": True} if once else {"processingTime": project.settings.streaming.trigger_interval}
         stages = _stages(spark, project, names, trigger, set(result.gaps))  # creates the tables
         result.registered = register(spark, project.settings, _tables(project, names))
@@ -93,7 +101,8 @@ def _run(spark: SparkSession, project: Project, names: Sequence[str], once: bool
                 _await_all(queries, result)
                 result.stage_seconds.append(round(time.perf_counter() - start, 3))
         else:
-            _await_until_stopped(spark, [start() for stage in stages for start in stage], result)
+            watch = BrokerWatch(project.settings.kafka, say) if say is not None else None
+            _await_until_stopped(spark, [start() for stage in stages for start in stage], result, watch)
     finally:
         if events is not None:
             events.stop()
@@ -141,6 +150,26 @@ def _silver(spark: SparkSession, p: Pipeline, trigger: dict) -> StreamingQuery:
     return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite, inline_rebuilds(p))
 
 
+STOP_TIMEOUT_S = 30  # a query's stop waits this long for its running micro-batch (Spark's default: for ever)
+
+
+def _bound_stops(spark: SparkSession) -> None:
+    """Give every query this session starts a bounded stop, unless the session was given one already: a query
+    blocked in a call to an unreachable broker would otherwise hold Ctrl-C for minutes."""
+    if spark.conf.get("spark.sql.streaming.stopTimeout", "0") in ("0", "0ms", "0s"):
+        spark.conf.set("spark.sql.streaming.stopTimeout", f"{STOP_TIMEOUT_S}s")
+
+
+def _stop(q: StreamingQuery, result: RunResult) -> None:
+    """Stop `q` if it runs; one that does not stop in time (or fails while stopping) is named in the result, and
+    its next run resumes from its checkpoint like after any crash."""
+    try:
+        if q.isActive:
+            q.stop()
+    except Exception as exc:  # noqa: BLE001 - Spark's TimeoutException and any error at stop: reported, not raised
+        result.not_stopped[q.name] = error_summary(str(exc))
+
+
 def _await_all(queries: list[StreamingQuery], result: RunResult) -> None:
     try:
         for q in queries:
@@ -152,26 +181,71 @@ def _await_all(queries: list[StreamingQuery], result: RunResult) -> None:
     finally:
         for q in queries:
             _collect(q, result)
-            if q.isActive:
-                q.stop()
+            _stop(q, result)
 
 
-def _await_until_stopped(spark: SparkSession, queries: list[StreamingQuery], result: RunResult) -> None:
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+def _await_until_stopped(
+    spark: SparkSession, queries: list[StreamingQuery], result: RunResult, watch: BrokerWatch | None = None
+) -> None:
+    """Until Ctrl-C or SIGTERM (or a query fails): then stop every query. The signals only set a flag, read once a
+    second between calls to Spark: a KeyboardInterrupt raised inside a py4j call (PySpark's own SIGINT handler
+    does that) breaks the gateway's connection and prints tracebacks. A second Ctrl-C while the queries stop
+    raises KeyboardInterrupt at once."""
+    asked = threading.Event()
+
+    def ask_to_stop(*_: object) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+
+    previous = {s: signal.signal(s, ask_to_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while True:
+        while not asked.is_set():
             for q in queries:
                 raise_if_failed(q, queries)
             spark.streams.awaitAnyTermination(timeout=1)
             spark.streams.resetTerminated()
+            if watch is not None:
+                watch.check()
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         for q in queries:
             _collect(q, result)
-            if q.isActive:
-                q.stop()
+            _stop(q, result)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class BrokerWatch:
+    """Says once when the broker stops answering during a continuous run, and once when it answers again.
+
+    Spark's Kafka source rides out an outage (its consumers retry) but says nothing a person would read: the
+    run waits, and this makes that visible. Checks every `every_s` seconds with a short admin call."""
+
+    def __init__(self, kafka: KafkaSettings, say: Callable[[str], None], every_s: float = 10.0) -> None:
+        self.kafka, self.say, self.every_s = kafka, say, every_s
+        self._next = time.monotonic() + every_s
+        self._last_answer = time.time()
+        self._down_since: float | None = None
+
+    def check(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.every_s
+        answers = kafka_admin.is_reachable(self.kafka, timeout=2)
+        servers = self.kafka.bootstrap_servers
+        if answers and self._down_since is not None:
+            self.say(f"Kafka at {servers} answers again (no answer for {time.time() - self._down_since:.0f} s); "
+                     "the run reads on from where it was")  # fmt: skip
+            self._down_since = None
+        elif not answers and self._down_since is None:
+            self._down_since = self._last_answer
+            since = time.strftime("%H:%M:%S", time.localtime(self._last_answer))
+            self.say(f"Kafka at {servers} has not answered since {since}: the run waits for it and reads on when "
+                     "it is back (Ctrl-C stops the run; nothing is lost either way)")  # fmt: skip
+        if answers:
+            self._last_answer = time.time()
 
 
 def raise_if_failed(q: StreamingQuery, queries: list[StreamingQuery]) -> None:
@@ -197,5 +271,3 @@ def _collect(q: StreamingQuery, result: RunResult) -> None:
         m.late_rows_dropped += sum(op.numRowsDroppedByWatermark for op in progress.stateOperators)
 
 
-def _raise_interrupt(*_: object) -> None:
-    raise KeyboardInterrupt

@@ -1,0 +1,96 @@
+"""A broker outage in the middle of a continuous run and of a simulator's sending (issue 14).
+
+The test runs a broker of its own on free ports (never the shared one other tests use), SIGKILLs it while
+`lakepipe run clickstream` reads from it and a simulator sends to it, and starts it again a minute later: every
+event the simulator had acknowledged reaches bronze once, the run says once that the broker does not answer and
+once that it is back, and Ctrl-C then stops the run at once, cleanly (no traceback).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.domains.clickstream.simulator import ClickstreamGenerator
+from pipelines.model.config import Settings
+from pipelines.platform import local_broker
+from pipelines.platform.processes import free_port
+from pipelines.simulators.base import KafkaSink, Tally, publish
+from tests.integration.test_exactly_once import start_pipeline, wait_for_new_commit
+from tests.support import without_gold
+
+pytestmark = [pytest.mark.kafka, pytest.mark.scenario]
+
+OUTAGE_SECONDS = 60
+EVENTS = 1500
+
+
+def own_broker(tmp_path: Path, topic: str) -> Settings:
+    """Settings (bronze and silver of clickstream) for a broker on free ports with its state under `tmp_path`."""
+    port, controller = free_port(), free_port()
+    extra = f"local_broker:\n  port: {port}\n  controller_port: {controller}\n  state_dir: {tmp_path / 'broker'}\n"
+    settings = without_gold(tmp_path, topic, bootstrap=f"127.0.0.1:{port}", extra=extra)
+    print(local_broker.start(settings))
+    return settings
+
+
+def bronze_rows(spark, settings: Settings) -> int:
+    path = f"{settings.tables_root}/bronze/clickstream_events_raw"
+    return spark.read.format("delta").load(path).count() if Path(path, "_delta_log").is_dir() else 0
+
+
+def test_a_run_and_a_simulator_ride_out_a_broker_outage_and_ctrl_c_stops_at_once(spark, tmp_path, unique_topic, kafka):
+    settings = own_broker(tmp_path, unique_topic)
+    proc = None
+    try:
+        gen = ClickstreamGenerator(seed=8, start=dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC))
+        tally = Tally()
+        sink = KafkaSink(settings.kafka, unique_topic, tally)
+        sender = threading.Thread(target=publish, args=(gen.events(), sink), kwargs={"count": EVENTS, "rate": 12})
+        sender.start()  # ~125 s of sending: before, during and after the outage
+        log = tmp_path / "pipeline.log"
+        proc = start_pipeline(settings.source.parent, log)
+        wait_for_new_commit(Path(settings.tables_root) / "silver/clickstream_events", proc)
+
+        os.kill(local_broker.running_pid(settings), signal.SIGKILL)  # a crash, not a clean shutdown
+        time.sleep(OUTAGE_SECONDS)
+        assert proc.poll() is None, f"the run ended during the outage:\n{log.read_text()[-3000:]}"
+        print(local_broker.start(settings))
+
+        sender.join(timeout=400)
+        assert not sender.is_alive() and not tally.failed, tally.errors[:3]
+        acked = sum(tally.delivered.values())
+        assert acked == EVENTS, tally.to_dict()
+        deadline = time.monotonic() + 240
+        while bronze_rows(spark, settings) < acked and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(2)
+        assert proc.poll() is None, f"the run ended after the outage:\n{log.read_text()[-3000:]}"
+
+        stop_asked = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)  # Ctrl-C
+        code = proc.wait(180)
+        stop_seconds = time.monotonic() - stop_asked
+        output = log.read_text()
+        assert code == 0, output[-3000:]
+        assert "Traceback" not in output and "Exception" not in output, output[-3000:]
+        servers = settings.kafka.bootstrap_servers
+        said = [ln for ln in output.splitlines() if ln.startswith(f"Kafka at {servers} ")]
+        assert len(said) == 2, output[-3000:]  # one line when it stops answering, one when it is back
+        assert "has not answered since" in said[0] and "answers again" in said[1], said
+        assert "WARN NetworkClient" not in output, "no warning per reconnection attempt on the console"
+        print(f"Ctrl-C after the outage stopped the run in {stop_seconds:.1f} s")
+        assert stop_seconds < 60, f"the stop took {stop_seconds:.0f} s"
+
+        bronze = spark.read.format("delta").load(f"{settings.tables_root}/bronze/clickstream_events_raw")
+        assert bronze.count() == acked, "bronze holds every acknowledged event"
+        assert bronze.select("topic", "partition", "offset").distinct().count() == acked, "each once"
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        local_broker.stop(settings)
