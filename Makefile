@@ -8,12 +8,13 @@ AIRFLOW_VENV := .venv-airflow
 LAKEPIPE := $(BIN)/lakepipe
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: help setup postgres demo test test-platforms test-unit bench up down status jars clean distclean cluster-up cluster-down
+.PHONY: help setup postgres demo test test-platforms test-scenarios test-unit chaos bench up down status jars clean distclean cluster-up cluster-down
 
 help:
 	@echo "make demo   set up, start the local Kafka broker, and run the clickstream pipeline end to end"
 	@echo "make test   set up, start the local Kafka broker, and run the test suite"
 	@echo "make test-platforms   the tests on other platforms: a standalone cluster, the wheel, the notebooks"
+	@echo "make chaos  SIGKILL a run of all four pipelines at random moments, drain, check every invariant (QUICK=1: 3 kills)"
 	@echo "make up / make down   start / stop the local broker; make clean removes tables and broker data"
 	@echo "make cluster-up / make cluster-down   start / stop a local Spark standalone cluster (master + 2 workers)"
 
@@ -74,10 +75,16 @@ demo: up
 # The platform tests (a Spark standalone cluster, the built wheel in a fresh venv, the notebooks: ~14 minutes of
 # their own, and the cluster's three JVMs slow everything beside them) are `make test-platforms`; CI runs both.
 test: up
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile -m "not platform" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile -m "not platform and not scenario" $(PYTEST_ARGS)
 
 test-platforms: up
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m platform $(PYTEST_ARGS)
+
+chaos: up
+	$(BIN)/python -m tests.chaos $(if $(QUICK),--trials 3 --kills 1,) $(CHAOS_ARGS)
+
+test-scenarios: up
+	$(BIN)/python -m pytest -q -m scenario $(PYTEST_ARGS)
 
 bench: up .jars/kafka-tools/.resolved
 	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)
