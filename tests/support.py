@@ -79,7 +79,14 @@ def assert_exactly_once(spark: SparkSession, settings: Settings, topic: str, eve
                        ignore_nullable=True)  # fmt: skip
     assert_df_equality(gold["clickstream_activity_per_minute"], activity_per_minute(silver), ignore_row_order=True,
                        ignore_nullable=True)  # fmt: skip
-    batch_sessions = silver.groupBy("session_id", F.session_window("event_time", "30 minutes")).agg(
+    assert_df_equality(gold["clickstream_sessions"], batch_sessions(silver).select(*gold["clickstream_sessions"].columns),
+                       ignore_row_order=True, ignore_nullable=True)  # fmt: skip
+
+
+def batch_sessions(silver: DataFrame) -> DataFrame:
+    """Clickstream's sessions recomputed over all of silver in one batch (Spark's session_window), to compare with
+    the gold table the stream merged batch by batch."""
+    return silver.groupBy("session_id", F.session_window("event_time", "30 minutes")).agg(
         F.min_by("user_id", "event_time").alias("user_id"),
         F.min("event_time").alias("session_start"),
         F.max("event_time").alias("session_end"),
@@ -89,8 +96,6 @@ def assert_exactly_once(spark: SparkSession, settings: Settings, topic: str, eve
         F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price") * F.col("quantity"))),
                    F.lit(0)).cast("decimal(38,4)").alias("revenue"),
     ).withColumn("converted", F.col("purchases") > 0).drop("session_window")  # fmt: skip
-    assert_df_equality(gold["clickstream_sessions"], batch_sessions.select(*gold["clickstream_sessions"].columns),
-                       ignore_row_order=True, ignore_nullable=True)  # fmt: skip
 
 
 def without_gold(folder: Path, topic: str, **conf: object) -> Settings:
