@@ -29,7 +29,6 @@ import datetime as dt
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,8 +50,8 @@ from pipelines.model.config import Settings, load_settings
 from pipelines.model.project import Pipeline, load_project
 from pipelines.platform import kafka_admin
 from pipelines.simulators.base import KafkaSink, Tally, publish
-from tests.conftest import PROJECT_DIR, write_conf
-from tests.integration.test_exactly_once import commits
+from tests.conftest import write_conf
+from tests.integration.test_exactly_once import commits, start_pipeline
 from tests.support import batch_sessions, run_once
 
 PIPELINES = ("clickstream", "iot", "payments", "customers")
@@ -92,18 +91,10 @@ def trial_settings(root: Path) -> Settings:
     return load_settings("test", write_conf(root / "conf", f"chaos.clickstream.{suffix}", topics=topics))
 
 
-def start_run(settings: Settings, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pipelines.cli", "--conf-dir", str(settings.source.parent), "--env", "test",
-           "run", *PIPELINES]  # fmt: skip
-    with open(log, "ab") as out:
-        return subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
-
-
 def kill_at_random(settings: Settings, project_tables: list[Path], log: Path, rng: random.Random) -> str:
     """Start a continuous run, SIGKILL it at a random moment; return where that moment fell."""
     started = time.monotonic()
-    proc = start_run(settings, log)
+    proc = start_pipeline(settings.source.parent, log, PIPELINES)
     try:
         if rng.random() < 0.3:  # during start-up: JVM, table creation, the first batches' planning
             time.sleep(rng.uniform(3, 30))

@@ -39,8 +39,9 @@ def commits(table_dir: Path) -> int:
     return len(list(log.glob("*.json"))) if log.is_dir() else 0
 
 
-def start_pipeline(conf: Path, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pipelines.cli", "--conf-dir", str(conf), "--env", "test", "run", "clickstream"]
+def start_pipeline(conf: Path, log: Path, names: tuple[str, ...] = ("clickstream",)) -> subprocess.Popen:
+    """`lakepipe run NAMES` (continuous) in a process group of its own, its output appended to `log`."""
+    cmd = [sys.executable, "-m", "pipelines.cli", "--conf-dir", str(conf), "--env", "test", "run", *names]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log, "ab") as out:
         return subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
