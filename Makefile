@@ -13,7 +13,8 @@ export GX_ANALYTICS_ENABLED := false
 help:
 	@echo "make demo   set up, start the local Kafka broker, and run the clickstream pipeline end to end"
 	@echo "make test   set up, start the local Kafka broker, and run the test suite"
-	@echo "make test-platforms   the tests on other platforms: a standalone cluster, the wheel, the notebooks"
+	@echo "make test-platforms   the tests on other platforms: spark-submit, a standalone cluster, the wheel, the notebooks"
+	@echo "make test-scenarios   the long fault scenarios: a broker outage, SIGKILLs of runs, backfills and the Connect worker"
 	@echo "make chaos  SIGKILL a run of all four pipelines at random moments, drain, check every invariant (QUICK=1: 3 kills)"
 	@echo "make up / make down   start / stop the local broker; make clean removes tables and broker data"
 	@echo "make cluster-up / make cluster-down   start / stop a local Spark standalone cluster (master + 2 workers)"
@@ -72,8 +73,9 @@ demo: up
 
 # Three pytest workers, one test file each at a time (each its own Spark session): most of a test's time is waiting
 # (JVM starts, Kafka, micro-batch triggers), so three share 2 cores. PYTEST_ARGS="-n 0" runs them one by one.
-# The platform tests (a Spark standalone cluster, the built wheel in a fresh venv, the notebooks: ~14 minutes of
-# their own, and the cluster's three JVMs slow everything beside them) are `make test-platforms`; CI runs both.
+# The platform tests (spark-submit, a Spark standalone cluster, the built wheel in a fresh venv, the notebooks: their
+# own JVMs, and the cluster's three slow everything beside them) are `make test-platforms`, the long fault scenarios
+# (SIGKILLs, a broker outage) `make test-scenarios`; CI runs all three.
 test: up
 	$(BIN)/python -m pytest -q -n 3 --dist loadfile -m "not platform and not scenario" $(PYTEST_ARGS)
 

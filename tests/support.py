@@ -23,6 +23,19 @@ def run_once(spark: SparkSession, settings: Settings, names: Sequence[str]) -> r
     return runner.run(spark, load_project(settings, list(names)), list(names), once=True)
 
 
+def lakepipe_here(capsys, *args: str) -> str:  # noqa: ANN001 - pytest's capsys fixture
+    """`lakepipe ARGS` run by the CLI's `main` in this process and its Spark session, which it leaves running (a
+    subprocess would start a JVM of its own: a minute or more on a loaded 2-core machine); what it printed. For
+    tests of what a command does; those of its console (one line, no stack trace) run it as a process."""
+    from pipelines.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    printed = capsys.readouterr()
+    assert code == 0, printed.out + printed.err[-3000:]
+    return printed.out
+
+
 def pipeline(settings: Settings, name: str) -> Pipeline:
     return load_project(settings, [name]).pipeline(name)
 
@@ -99,8 +112,11 @@ def batch_sessions(silver: DataFrame) -> DataFrame:
 
 
 def without_gold(folder: Path, topic: str, **conf: object) -> Settings:
-    """Settings of a conf folder whose clickstream spec has no gold outputs (bronze, silver and its checks only):
-    for tests of what happens before gold, at half the cost of a run. `conf`: more arguments of write_conf."""
+    """Settings of a conf folder whose clickstream spec has no gold outputs (bronze, silver and its checks only;
+    the other pipelines' specs as they are): for tests of what happens before clickstream's gold, at half the cost
+    of a run. `conf`: more arguments of write_conf."""
+    import shutil
+
     import yaml
 
     from pipelines.model.config import load_settings
@@ -108,7 +124,7 @@ def without_gold(folder: Path, topic: str, **conf: object) -> Settings:
 
     spec = yaml.safe_load((PROJECT_DIR / "conf/pipelines/clickstream.yaml").read_text())
     specs = folder / "specs"
-    specs.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(PROJECT_DIR / "conf/pipelines", specs, dirs_exist_ok=True)
     files = {k: [x for x in v if x != "gold"] for k, v in spec.get("files", {}).items()}
     (specs / "clickstream.yaml").write_text(yaml.safe_dump({**spec, "outputs": [], "files": files}))
     return load_settings("test", write_conf(folder / "conf", topic, specs=specs, **conf))

@@ -19,13 +19,15 @@ T_ = TypeVar("T_")
 def ensure_table(
     spark: SparkSession, path: str, schema: T.StructType, partition_by: tuple[str, ...] = (), comment: str = "",
     properties: dict[str, str] | None = None,
-) -> None:  # fmt: skip
-    """Create an empty Delta table at `path` with `schema` unless one exists there.
+) -> bool:  # fmt: skip
+    """Create an empty Delta table at `path` with `schema` unless one exists there; whether this call created it.
 
     `comment`, the comments in the fields' metadata (`{"comment": ...}`) and `properties` (table properties) go
     into the table's Delta metadata, where the catalog shows them; a table that exists keeps what it has
     (changing them is a metadata commit, which would conflict with the streams writing it).
     """
+    if is_delta_table(spark, path):  # a look for its log: ~0.7 s less per table than createIfNotExists on a restart
+        return False
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
@@ -34,6 +36,7 @@ def ensure_table(
     for key, value in (properties or {}).items():
         builder = builder.property(key, value)
     builder.execute()
+    return True
 
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:

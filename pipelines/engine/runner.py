@@ -127,8 +127,7 @@ def _stages(
     pipelines = [project.pipeline(n) for n in names]
     for p in pipelines:
         kafka_admin.require_topic(project.settings.kafka, p.topic)
-        create_tables(spark, project, p)
-        apply_file_properties(spark, p)
+        apply_file_properties(spark, p, create_tables(spark, project, p))
         retire_inline_queries(spark, p)
     return [
         [lambda p=p: _bronze(spark, project.settings, p, trigger, p.name in past_gaps) for p in pipelines],

@@ -20,25 +20,30 @@ from pipelines.model.spec import FilesSpec, OutputSpec
 from pipelines.quality.results import QUALITY_SCHEMA
 
 
-def create_tables(spark: SparkSession, project: Project, p: Pipeline, _done: set[str] | None = None) -> None:
-    """Create every table of `p` (empty) so that streams, queries and `lakepipe tables` can start at once.
+def create_tables(spark: SparkSession, project: Project, p: Pipeline, _done: set[str] | None = None) -> set[str]:
+    """Create every table of `p` (empty) so that streams, queries and `lakepipe tables` can start at once; the
+    paths of the tables this call created.
 
     Pipelines whose tables `p`'s outputs read are created first.
     """
     done = set() if _done is None else _done
     done.add(p.name)
+    created = set()
     for other in sorted(p.source_pipelines() - done):
-        create_tables(spark, project, project.pipeline(other), done)
-    create_pipeline_tables(spark, p)
+        created |= create_tables(spark, project, project.pipeline(other), done)
+    return created | create_pipeline_tables(spark, p)
 
 
-def create_pipeline_tables(spark: SparkSession, p: Pipeline) -> None:
-    """Create the tables of `p` alone (the tables its outputs read must exist)."""
+def create_pipeline_tables(spark: SparkSession, p: Pipeline) -> set[str]:
+    """Create the tables of `p` alone (the tables its outputs read must exist); the paths of those it created."""
     layout = p.layout
     files = p.spec.files
+    created = set()
 
     def make(t: Table, schema: StructType) -> None:  # with the small-file properties the spec gives it
-        ensure_table(spark, t.path, schema, t.partition_by, t.comment, files.properties(t.name, t.layer) if t.pipeline == p.name else {})
+        wanted = files.properties(t.name, t.layer) if t.pipeline == p.name else {}
+        if ensure_table(spark, t.path, schema, t.partition_by, t.comment, wanted):
+            created.add(t.path)
 
     make(layout.bronze, BRONZE_SCHEMA)
     make(layout.silver, with_comments(silver_schema(p.contract), {f.name: f.description for f in p.contract.fields}))
@@ -47,16 +52,18 @@ def create_pipeline_tables(spark: SparkSession, p: Pipeline) -> None:
     make(layout.quality, QUALITY_SCHEMA)
     for o in p.spec.outputs:  # in spec order: a rebuild may look up an output listed before it
         make(layout.output(o.name), output_schema(spark, p, o))
+    return created
 
 
-def apply_file_properties(spark: SparkSession, p: Pipeline) -> list[str]:
+def apply_file_properties(spark: SparkSession, p: Pipeline, just_created: set[str] = frozenset()) -> list[str]:
     """Give each table of `p` the small-file properties its spec's `files` asks for, and take them off the others
     (one metadata commit per table that changes; none when nothing does). Call before the pipeline's queries
-    start: a metadata commit would fail a stream writing the table at that moment. Returns what changed."""
+    start: a metadata commit would fail a stream writing the table at that moment. Returns what changed.
+    `just_created`: paths of tables created with the spec's properties a moment ago (not read again: ~1.5 s each)."""
     changed = []
     for t in p.layout.tables:
-        if t.pipeline != p.name:
-            continue  # the shared quality table: no one pipeline's spec decides for it
+        if t.pipeline != p.name or t.path in just_created:
+            continue  # (the shared quality table: no one pipeline's spec decides for it)
         wanted = p.spec.files.properties(t.name, t.layer)
         current = DeltaTable.forPath(spark, t.path).detail().first().properties or {}
         to_set = {k: v for k, v in wanted.items() if current.get(k) != v}

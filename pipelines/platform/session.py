@@ -128,12 +128,16 @@ def on_databricks() -> bool:
 
 @contextmanager
 def spark_session(settings: Settings | SparkSettings | None = None, app_name: str = "lakepipe") -> Iterator[SparkSession]:
-    """`get_spark` for the length of a `with` block, then `stop_spark`, however the block ends."""
+    """`get_spark` for the length of a `with` block, then `stop_spark`, however the block ends, when the session
+    was started here: one that was active before (a notebook's, a test's, a job's that calls the CLI's `main`)
+    is left running for its owner."""
+    owned = SparkSession.getActiveSession() is None
     spark = get_spark(settings, app_name)
     try:
         yield spark
     finally:
-        stop_spark(spark)
+        if owned:
+            stop_spark(spark)
 
 
 def _jvm_already_launched() -> bool:

@@ -59,6 +59,7 @@ def test_silver_re_derived_from_bronze_after_a_contract_fix(spark, test_settings
     assert gold_activity(spark, p) == expected_activity(accepted) and silver.count() == len(accepted)
 
 
+@pytest.mark.scenario  # SIGKILL scenarios (a JVM of their own each): make test-scenarios
 def test_gold_and_silver_backfills_killed_half_way_then_run_again_are_exact(spark, test_settings, tmp_path):
     import json
     import shutil

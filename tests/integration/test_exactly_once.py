@@ -1,10 +1,12 @@
 """Exactly-once across crashes: SIGKILL the running pipeline at different moments, restart, drain.
 
-While a producer sends a known mix, `lakepipe run clickstream` (continuous, a separate process) is killed
-with SIGKILL three times: right after a bronze commit, right after a silver commit, and right after a gold
-commit, i.e. in the middle of the following stage's work. After a final `--once` drain, bronze holds every
-Kafka offset exactly once, silver every event once, quarantine every reject once, the audit balances, and
-gold equals a batch recomputation over silver, and quality_results holds one row per rule per silver batch. A last continuous run stops cleanly on SIGINT (Ctrl-C).
+While a producer sends a known mix, `lakepipe run clickstream` (continuous, a separate process) is killed with
+SIGKILL right after a silver commit, i.e. in the middle of gold's work and the next bronze and silver batches
+(`make test`); the scenario version (`make test-scenarios`) kills it three times: right after a bronze, a
+silver and a gold commit (`make chaos` kills at random moments, many times). After a final `--once` drain, bronze
+holds every Kafka offset exactly once, silver every event once, quarantine every reject once, the audit
+balances, gold equals a batch recomputation over silver, and quality_results holds one row per rule per silver
+batch. A last continuous run stops cleanly on SIGINT (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -57,7 +59,14 @@ def wait_for_new_commit(table_dir: Path, proc: subprocess.Popen, timeout: float 
     assert proc.poll() is None, f"the pipeline exited early with {proc.returncode}"
 
 
-def test_sigkill_at_three_moments_loses_and_duplicates_nothing(spark, tmp_path, unique_topic, kafka):
+BRONZE, SILVER, GOLD = "bronze/clickstream_events_raw", "silver/clickstream_events", "gold/clickstream_revenue_per_minute"
+
+
+@pytest.mark.parametrize("kill_after", [
+    pytest.param((SILVER,), id="one-kill"),
+    pytest.param((BRONZE, SILVER, GOLD), id="three-kills", marks=pytest.mark.scenario),
+])  # fmt: skip
+def test_sigkill_loses_and_duplicates_nothing(spark, tmp_path, unique_topic, kafka, kill_after):
     conf = write_conf(tmp_path / "conf", unique_topic)
     settings = load_settings("test", conf)
     tables = Path(settings.tables_root)
@@ -74,9 +83,7 @@ def test_sigkill_at_three_moments_loses_and_duplicates_nothing(spark, tmp_path, 
     producer.start()
 
     log = tmp_path / "pipeline.log"
-    kill_after = [tables / "bronze/clickstream_events_raw", tables / "silver/clickstream_events",
-                  tables / "gold/clickstream_revenue_per_minute"]  # fmt: skip
-    for table_dir in kill_after:
+    for table_dir in (tables / t for t in kill_after):
         proc = start_pipeline(conf, log)
         try:
             wait_for_new_commit(table_dir, proc)

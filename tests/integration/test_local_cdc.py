@@ -255,6 +255,7 @@ CREATE TRIGGER customers_audit AFTER INSERT OR UPDATE OR DELETE ON customers FOR
 """
 
 
+@pytest.mark.scenario  # the Connect worker SIGKILLed during a random burst: make test-scenarios
 def test_a_random_burst_with_the_connector_killed_equals_what_the_database_committed(cdc, spark, tmp_path):
     """Random transactions (the demo's generator), the Connect worker SIGKILLed right after it streamed them and
     started again, more transactions: SCD1 equals SELECT, SCD2 equals the committed sequence of each customer, and

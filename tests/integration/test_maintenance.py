@@ -16,7 +16,7 @@ from pipelines.errors import LakepipeError
 from pipelines.model.layout import Table
 from pipelines.ops.maintenance import compact, file_count, vacuum
 from tests.integration.test_cli_errors import lakepipe
-from tests.support import pipeline, reaching_silver, run_once, send, table, without_gold
+from tests.support import lakepipe_here, pipeline, reaching_silver, run_once, send, table, without_gold
 
 
 def _appends(spark, path: str, batches: int, partitioned: bool = False) -> None:
@@ -59,7 +59,7 @@ def test_delta_log_names_the_version_and_commit_time_of_every_file(spark, tmp_pa
 
 
 @pytest.mark.kafka
-def test_vacuum_refuses_an_unsafe_retention_and_streams_carry_on_after_it(spark, tmp_path, unique_topic, kafka):
+def test_vacuum_refuses_an_unsafe_retention_and_streams_carry_on_after_it(spark, tmp_path, unique_topic, kafka, capsys):
     test_settings = without_gold(tmp_path, unique_topic)  # bronze and silver: a stream of a Delta table after VACUUM
     gen = ClickstreamGenerator(seed=12, start=dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC), events_per_second=5)
     events = gen.events()
@@ -80,11 +80,10 @@ def test_vacuum_refuses_an_unsafe_retention_and_streams_carry_on_after_it(spark,
     recent = quality.count()
     old = quality.limit(1).withColumn("evaluated_at", F.expr("current_timestamp() - INTERVAL 100 DAYS"))
     old.withColumn("run_id", F.lit("old")).write.format("delta").mode("append").save(p.layout.quality.path)
-    out = lakepipe("maintain", "clickstream", *conf, timeout=300)  # OPTIMIZE, then VACUUM keeping 7 days
-    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    out = lakepipe_here(capsys, "maintain", "clickstream", *conf)  # OPTIMIZE, then VACUUM keeping 7 days
     after = spark.read.format("delta").load(p.layout.quality.path)
     assert after.where("run_id = 'old'").count() == 0 and after.count() == recent, "quality results past 90 days go"
-    lines = {ln.split(":")[0]: ln for ln in out.stdout.splitlines()}
+    lines = {ln.split(":")[0]: ln for ln in out.splitlines()}
     assert all("VACUUM (retain 168 h) deleted 0 files" in lines[t.name] for t in tables if t.name in lines)
     assert p.layout.silver.name in lines and "pipeline_events" in lines
 

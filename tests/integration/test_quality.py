@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -19,8 +17,8 @@ from pipelines.model.config import load_settings
 from pipelines.model.layout import events_table
 from pipelines.ops import quarantine
 from pipelines.simulators.base import KafkaSink, Tally, encode, publish
-from tests.conftest import CONTRACTS, PROJECT_DIR, write_conf
-from tests.support import pipeline, run_once, without_gold
+from tests.conftest import CONTRACTS, write_conf
+from tests.support import lakepipe_here, pipeline, run_once, without_gold
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -88,7 +86,7 @@ def read(spark, table):
     return spark.read.format("delta").load(table.path)
 
 
-def test_each_action_on_a_real_stream(spark, quality_env):
+def test_each_action_on_a_real_stream(spark, quality_env, capsys):
     settings, _write, send = quality_env
     send(
         event(1),
@@ -125,20 +123,13 @@ def test_each_action_on_a_real_stream(spark, quality_env):
     assert [(r.batch_id, r["count"]) for r in per_batch] == [(0, 6), (1, 6)], "one row per rule per batch"
 
     conf = ["--conf-dir", str(settings.source.parent), "--env", "test"]
-    out = cli("quality", "clickstream", "--since", "1 hour", *conf)
+    out = lakepipe_here(capsys, "quality", "clickstream", "--since", "1 hour", *conf)
     line = next(ln for ln in out.splitlines() if " unsupported_country " in ln).split()
     assert line[2:7] == ["quarantine", "2", "11", "2", "1"], line  # batches, rows checked, failing, failed batches
     docs = settings.source.parent.parent / "docs"
-    assert "index.html" in cli("quality", "--docs", str(docs), *conf)
+    assert "index.html" in lakepipe_here(capsys, "quality", "--docs", str(docs), *conf)
     pages = sorted(p.parent.parent.name for p in docs.rglob("validations/clickstream_events/*/*/*.html"))
     assert pages == ["batch 0", "batch 1"], "one Data Docs page per recorded batch"
-
-
-def cli(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=PROJECT_DIR, capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    return result.stdout
 
 
 def test_a_fail_rule_stops_the_query_naming_rule_and_rows(spark, quality_env):

@@ -18,7 +18,8 @@ from pipelines.simulators.base import KafkaSink, Tally, publish
 from tests.conftest import PROJECT_DIR, write_conf
 from tests.integration.test_catalog import check_catalog
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+# spark-submit is a platform of its own (a JVM it starts, the catalog's metastore client): make test-platforms
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.platform]
 
 
 def test_spark_submit_once(spark, tmp_path, unique_topic, kafka, metastore):

@@ -118,5 +118,13 @@ def test_on_databricks_the_existing_session_is_used_and_never_stopped(spark, mon
     assert spark.range(3).count() == 3, "the shared session still runs after stop_spark"
 
 
+def test_a_session_that_was_running_before_is_left_running(spark):
+    from pipelines.platform.session import spark_session
+
+    with spark_session(load_settings("local", PROJECT_DIR / "conf"), "borrowed") as got:
+        assert got is spark
+    assert spark.range(3).count() == 3, "the caller's session still runs after the block"
+
+
 def test_bundle_file_is_where_the_readme_says():
     assert Path(BUNDLE).is_file()
