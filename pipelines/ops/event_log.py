@@ -167,7 +167,7 @@ class EventLog(StreamingQueryListener):
 
     # the table
     def start(self) -> EventLog:
-        """Create the table, delete rows past retention, register the listener and start the flusher."""
+        """Create the table, register the listener and start the flusher (which first deletes rows past retention)."""
         ensure_table(self.spark, self.table.path, EVENTS_SCHEMA, self.table.partition_by)
         self.spark.streams.addListener(self)
         self._thread = threading.Thread(target=self._run, name="event-log-flusher", daemon=True)
