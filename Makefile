@@ -42,7 +42,20 @@ $(AIRFLOW_VENV)/.installed: infra/airflow/requirements.txt
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps apache-airflow-providers-apache-spark==6.3.4
 	@touch $@
 
-jars: .jars/spark/.resolved .jars/kafka/.resolved .jars/connect/.resolved .jars/debezium/.resolved .jars/metastore/.resolved
+jars: .jars/spark/.resolved .jars/kafka/.resolved .jars/connect/.resolved .jars/debezium/.resolved .jars/metastore/.resolved .jars/localfs/.built
+
+# Hadoop's local file system without a child process per file and rename (infra/localfs; see LOCAL_FS_CONF in
+# pipelines/platform/session.py), compiled against PySpark's own Hadoop jar. It needs a JDK's javac: without one,
+# local sessions keep Hadoop's default local file system (slower, same results).
+LOCALFS_SRC := $(wildcard infra/localfs/src/io/lakepipe/fs/*.java)
+.jars/localfs/.built: $(LOCALFS_SRC) $(VENV)/.installed
+	@rm -rf .jars/localfs && mkdir -p .jars/localfs/classes
+	@if command -v javac >/dev/null && command -v jar >/dev/null; then \
+	  hadoop=$$(ls $$($(BIN)/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars/hadoop-client-api-*.jar) \
+	  && javac -nowarn --release 17 -cp "$$hadoop" -d .jars/localfs/classes $(LOCALFS_SRC) \
+	  && jar cf .jars/localfs/lakepipe-localfs.jar -C .jars/localfs/classes . ; \
+	else echo "javac not found: local Spark sessions keep Hadoop's own local file system (install a JDK 17 for the faster one)"; fi
+	@rm -rf .jars/localfs/classes && touch $@
 
 .jars/%/.resolved: infra/%/pom.xml
 	@command -v mvn >/dev/null || { echo "mvn not found: install Maven (e.g. apt-get install maven)"; exit 1; }

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 from confluent_kafka import Producer
@@ -33,7 +34,7 @@ from pyspark.sql.streaming import StreamingQuery
 from pipelines.bench import stages
 from pipelines.bench.common import PRODUCER_CONF, DriverMemory, Figure, Topics, payloads
 from pipelines.engine import runner
-from pipelines.engine.delta_log import commit_times, file_versions, latest_version
+from pipelines.engine.delta_log import commit_times, data_files, file_versions, latest_version
 from pipelines.errors import LakepipeError
 from pipelines.model.config import KafkaSettings, LakeSettings, PipelineSettings, Settings
 from pipelines.model.project import load_project
@@ -114,18 +115,21 @@ def ready_times(ends: list[tuple[float, int, int]], versions: list[int]) -> dict
 def latencies(spark, table: str, sent_col: str, since_ms: float, ready: dict[int, float] | None = None):  # noqa: ANN001, ANN201
     """Milliseconds from send to readable for the rows of the Delta table at `table` sent after `since_ms`.
 
-    Readable: the commit of the row's file, or `ready[version]` when given (a later stage's readiness).
+    Readable: the commit of the file that first held the row, or `ready[version]` when given (a later stage's
+    readiness). The files are read as the log added them, so rows that auto compaction has since rewritten into
+    other files count from their first commit, not from the compaction's.
     """
     commits = commit_times(table)
-    files = file_versions(table)
+    files = data_files(table)
+    versions = {path.rsplit("/", 1)[-1]: v for path, v in files.items()}
     rows = (
-        spark.read.format("delta").load(table)
+        spark.read.parquet(*[f"{table}/{unquote(path)}" for path in files])
         .select(F.unix_millis(sent_col).alias("sent"), F.col("_metadata.file_name").alias("file"))
         .where(F.col("sent") >= since_ms)
         .groupBy("file", "sent").count()  # fmt: skip
         .toPandas()
     )
-    rows["version"] = rows["file"].map(files)
+    rows["version"] = rows["file"].map(versions)
     if rows["version"].isna().any():
         raise LakepipeError(f"{table}: files not found in the Delta log")
     done = rows["version"].map(ready if ready is not None else commits)

@@ -20,15 +20,22 @@ def commit_times(table: str) -> dict[int, float]:
     return {int(p.stem): p.stat().st_mtime_ns / 1e6 for p in _commits(table)}
 
 
-def file_versions(table: str) -> dict[str, int]:
-    """Data file name -> the version whose commit added it."""
+def data_files(table: str) -> dict[str, int]:
+    """Data file path (relative to the table, as the log writes it) -> the version whose commit added it with new
+    rows. Files that only rewrite rows already there (compaction: `dataChange: false`) are left out: their rows were
+    readable before, in the files they replace, which stay on disk until a VACUUM."""
     out = {}
     for p in _commits(table):
         for line in p.read_text().splitlines():
             add = json.loads(line).get("add")
-            if add:
-                out[add["path"].rsplit("/", 1)[-1]] = int(p.stem)
+            if add and add.get("dataChange", True):
+                out[add["path"]] = int(p.stem)
     return out
+
+
+def file_versions(table: str) -> dict[str, int]:
+    """Data file name -> the version whose commit added it with new rows (see `data_files`)."""
+    return {path.rsplit("/", 1)[-1]: v for path, v in data_files(table).items()}
 
 
 def newest_value_ms(table: str, column: str) -> float | None:

@@ -67,7 +67,7 @@ class StreamingSettings:
 @dataclass(frozen=True)
 class SparkSettings:
     master: str = "local[2]"
-    shuffle_partitions: int = 4
+    shuffle_partitions: int = 2  # one per core of local[2]: each task of a stateful stage loads and commits its state
     driver_memory: str = "2g"
     ui: bool | None = None  # Spark's web UI; by default on for a continuous `lakepipe run` only
     log_level: str = "WARN"

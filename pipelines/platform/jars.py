@@ -31,6 +31,13 @@ def jar_files(kind: str) -> list[Path]:
     return jars
 
 
+def local_fs_jar() -> Path | None:
+    """The jar of lakepipe's local file system without child processes (infra/localfs, compiled by `make jars`
+    when a JDK's javac is there), or None."""
+    jar = jars_root() / "localfs" / "lakepipe-localfs.jar"
+    return jar if jar.is_file() else None
+
+
 def java_executable() -> str:
     """The `java` to run: $JAVA_HOME/bin/java, else the one on PATH."""
     home = os.environ.get("JAVA_HOME")

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 
 from pipelines.model.config import Settings, SparkSettings
 from pipelines.platform import local_metastore
-from pipelines.platform.jars import PROJECT_DIR, jar_files, java_executable
+from pipelines.platform.jars import PROJECT_DIR, jar_files, java_executable, local_fs_jar
 
 # Settings every lakepipe session needs, on any platform.
 SQL_CONF = {
@@ -63,6 +63,15 @@ LOCAL_CONF = {
     "spark.metrics.namespace": "lakepipe",
 }
 
+# Local masters only, when `make jars` has built infra/localfs: Hadoop's local file system runs `chmod` for every
+# file it writes and `readlink` twice for every rename (each Delta commit, each checkpoint file) without Hadoop's
+# native library, ~50 child processes a second from a running pipeline at 4-6 ms of CPU each; these classes do
+# the same with Java's file API. (Cluster executors are other JVMs without the jar: they keep Hadoop's.)
+LOCAL_FS_CONF = {
+    "spark.hadoop.fs.file.impl": "io.lakepipe.fs.NioLocalFileSystem",
+    "spark.hadoop.fs.AbstractFileSystem.file.impl": "io.lakepipe.fs.NioLocalFs",
+}
+
 
 def get_spark(settings: Settings | SparkSettings | None = None, app_name: str = "lakepipe") -> SparkSession:
     """Return the active session, or build one for `settings` (see the module docstring).
@@ -103,12 +112,18 @@ def get_spark(settings: Settings | SparkSettings | None = None, app_name: str = 
         )
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)
+        class_path = []
+        if settings.master.startswith("local") and (fs_jar := local_fs_jar()) is not None:
+            class_path.append(fs_jar)
+            for key, value in LOCAL_FS_CONF.items():
+                builder = builder.config(key, value)
         if catalog:
             local_metastore.require(env)  # one line now, not a Hive stack trace at the first query
-            client = os.pathsep.join(str(j) for j in jar_files("metastore") if j.name.startswith(("derbyclient", "derbyshared")))
-            builder = builder.config("spark.driver.extraClassPath", client)
+            class_path += [j for j in jar_files("metastore") if j.name.startswith(("derbyclient", "derbyshared"))]
             for key, value in catalog.items():
                 builder = builder.config(key, value)
+        if class_path:
+            builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(str(j) for j in class_path))
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

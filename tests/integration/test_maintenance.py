@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator
-from pipelines.engine.delta_log import commit_times, file_versions, latest_version
+from pipelines.engine.delta_log import commit_times, data_files, file_versions, latest_version
 from pipelines.errors import LakepipeError
 from pipelines.model.layout import Table
 from pipelines.ops.maintenance import compact, file_count, vacuum
@@ -56,6 +56,20 @@ def test_delta_log_names_the_version_and_commit_time_of_every_file(spark, tmp_pa
     times = commit_times(path)
     assert latest_version(path) == 2 and sorted(times) == [0, 1, 2]
     assert start_ms - 1000 <= times[0] <= times[1] <= times[2] <= time.time() * 1000
+
+
+def test_delta_log_keeps_each_row_with_the_version_that_first_added_it_after_compaction(spark, tmp_path):
+    """Compaction rewrites rows (`dataChange: false`): their first commit still says when they became readable."""
+    path = str(tmp_path / "t")
+    _appends(spark, path, 3)
+    compact(spark, [Table("t", "gold", "t", path)])
+    assert latest_version(path) == 3
+    current = {r.f for r in spark.read.format("delta").load(path).selectExpr("_metadata.file_name AS f").collect()}
+    assert not current & set(file_versions(path)), "the compacted file added no new rows"
+
+    first = spark.read.parquet(*[f"{path}/{p}" for p in data_files(path)]).selectExpr("_metadata.file_name AS f", "id")
+    by_id = {r.id: file_versions(path)[r.f] for r in first.collect()}
+    assert by_id == {i: i // 10 for i in range(30)}
 
 
 @pytest.mark.kafka
