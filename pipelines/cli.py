@@ -352,9 +352,26 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                        if p.suite else "")  # fmt: skip
             print(f"ok   {name}: topic {p.topic}, contract {p.spec.contract} ({len(p.contract.fields)} fields), "
                   f"outputs: {outputs}{quality}")  # fmt: skip
+            if line := _pii_line(p, settings):
+                print(line)
     if not results:
         print(f"no pipeline specs in {settings.specs_dir}")
     return 2 if any(results.values()) or not results else 0
+
+
+def _pii_line(p, settings) -> str | None:  # noqa: ANN001
+    """What `validate` says of a pipeline's pii fields: where each is protected and how; None without any."""
+    fields = p.contract.pii_fields
+    if not fields:
+        return None
+    listed = ", ".join(f"{f.name} ({f.pii})" for f in fields)
+    pii = settings.pii
+    quarantine = "raw (pii.quarantine_raw_pii: true)" if pii.quarantine_raw_pii else "protected the same way"
+    salt = ""
+    if any(f.pii == "hash" for f in fields) and not os.environ.get(pii.salt_env):
+        salt = f"; {pii.salt_env} is not set here, so `run` would refuse to start"
+    return (f"     pii: {p.layout.silver.name}: {listed}; {p.layout.quarantine.name}: {quarantine}; "
+            f"{p.layout.bronze.name}: raw{salt}")
 
 
 def _cmd_tables(args: argparse.Namespace) -> int:
@@ -423,6 +440,7 @@ def _cmd_quality(args: argparse.Namespace) -> int:
 def _cmd_quarantine(args: argparse.Namespace) -> int:
     from pyspark.sql import functions as F
 
+    from pipelines.engine.pii import privacy_of
     from pipelines.ops.quarantine import pending, reason_counts, replay
     from pipelines.platform.session import spark_session
 
@@ -441,7 +459,7 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
             for r in sample.collect():
                 print(f"  {r.topic}/{r.partition}/{r.offset}  {','.join(r.reasons)}  {r.value!r}")
             return 0
-        result = replay(spark, p, args.reason, args.since)
+        result = replay(spark, p, args.reason, args.since, privacy_of(p, project.settings))
     if result.replay_id is None:
         print("nothing to replay: no quarantined rows match (or all were replayed already)")
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 from pipelines.domains import SimulatorOptions, domain, fault_flags
@@ -43,10 +44,14 @@ def source(args: argparse.Namespace) -> EventSource:
     return d.simulator(SimulatorOptions(args.seed, start, args.events_per_second, faults))
 
 
+def _say(line: str) -> None:
+    print(("\n" if sys.stderr.isatty() else "") + line, file=sys.stderr, flush=True)  # after the progress bar's line
+
+
 def simulate(project: Project, args: argparse.Namespace) -> Tally:
     topic = args.topic or project.topic(args.pipeline)
     tally = Tally()
-    sink = KafkaSink(project.settings.kafka, topic, tally)
+    sink = KafkaSink(project.settings.kafka, topic, tally, say=_say)
     if args.out:
         sink = _Tee(sink, FileSink(Path(args.out), Tally()))
     count = args.events if args.events is not None else (None if args.seconds else 1000)

@@ -24,6 +24,7 @@ from pipelines.engine import silver as engine
 from pipelines.engine.dedup import rough_event_time_sql
 from pipelines.engine.delta_io import replace_where, retry_on_conflict
 from pipelines.engine.gold.rebuild import sql_literal
+from pipelines.engine.pii import privacy_of
 from pipelines.errors import LakepipeError
 from pipelines.model.project import Project
 
@@ -70,8 +71,9 @@ def backfill_silver(spark: SparkSession, project: Project, pipeline: str, start:
         classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
         old = silver.where(F.expr(predicate)).select(spec.event_time, *_rebuild_keys(p)).persist()
         try:
-            rows = engine.to_silver_rows(classified, contract, spec)
-            rejected = engine.to_quarantine_rows(classified, contract, spec)
+            protected = privacy_of(p, project.settings)
+            rows = protected.silver(engine.to_silver_rows(classified, contract, spec))
+            rejected = protected.quarantine(engine.to_quarantine_rows(classified, contract, spec))
             record.rows_replaced = old.count()
             record.rows_written = rows.count()
             quarantined = rejected.count()

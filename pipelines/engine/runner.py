@@ -23,6 +23,7 @@ from pyspark.sql.streaming import StreamingQuery
 from pipelines.engine import kafka_gaps
 from pipelines.engine.bronze import start_bronze
 from pipelines.engine.gold.outputs import inline_rebuilds, retire_inline_queries, start_output
+from pipelines.engine.pii import Privacy, privacy_of
 from pipelines.engine.silver import start_silver
 from pipelines.engine.tables import apply_file_properties, create_tables
 from pipelines.errors import PipelineFailedError, error_summary
@@ -125,13 +126,14 @@ def _stages(
 ) -> list[list[Callable[[], StreamingQuery]]]:
     """The queries of the pipelines `names`, by stage (bronze, silver, outputs, outputs reading other tables), unstarted."""
     pipelines = [project.pipeline(n) for n in names]
+    protect = {p.name: privacy_of(p, project.settings) for p in pipelines}  # a missing pii salt: before anything starts
     for p in pipelines:
         kafka_admin.require_topic(project.settings.kafka, p.topic)
         apply_file_properties(spark, p, create_tables(spark, project, p))
         retire_inline_queries(spark, p)
     return [
         [lambda p=p: _bronze(spark, project.settings, p, trigger, p.name in past_gaps) for p in pipelines],
-        [lambda p=p: _silver(spark, p, trigger) for p in pipelines],
+        [lambda p=p: _silver(spark, p, trigger, protect[p.name]) for p in pipelines],
         [lambda p=p, o=o: start_output(spark, p, o, trigger) for p in pipelines for o in p.spec.outputs
          if not o.derived and not o.inline],  # fmt: skip
         [lambda p=p, o=o: start_output(spark, p, o, trigger) for p in pipelines for o in p.spec.outputs if o.derived],
@@ -145,8 +147,9 @@ def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict,
     return start_bronze(spark, kafka, p.topic, layout.bronze.path, layout.checkpoint("bronze"), trigger, name)
 
 
-def _silver(spark: SparkSession, p: Pipeline, trigger: dict) -> StreamingQuery:
-    return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite, inline_rebuilds(p))
+def _silver(spark: SparkSession, p: Pipeline, trigger: dict, privacy: Privacy) -> StreamingQuery:
+    return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite, inline_rebuilds(p),
+                        privacy)  # fmt: skip
 
 
 STOP_TIMEOUT_S = 30  # a query's stop waits this long for its running micro-batch (Spark's default: for ever)

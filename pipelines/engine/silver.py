@@ -34,6 +34,7 @@ from pyspark.sql.streaming import StreamingQuery
 from pipelines.engine.dedup import existing_rows
 from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id
 from pipelines.engine.gold.rebuild import RebuildWriter
+from pipelines.engine.pii import Privacy
 from pipelines.engine.validation import parse_records
 from pipelines.errors import QualityFailedError
 from pipelines.model import durations
@@ -182,8 +183,10 @@ class SilverBatchWriter:
     def __init__(
         self, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, checkpoint: str,
         suite: QualitySuite | None = None, query_name: str = "", rebuilds: Sequence[RebuildWriter] = (),
+        privacy: Privacy = Privacy(),
     ) -> None:  # fmt: skip
         self.contract = contract
+        self.privacy = privacy
         self.rebuilds = list(rebuilds)
         self.spec = spec
         self.layout = layout
@@ -227,19 +230,19 @@ class SilverBatchWriter:
                 "quarantined_records long, exact_duplicates long, dropped_records long, tombstones long",
             ).withColumn("processed_at", F.current_timestamp())
             silver_written = self._pool.submit(
-                append, silver, self.layout.silver.path, app_id, batch_id, merge_schema=True, facts=facts
+                append, self.privacy.silver(silver), self.layout.silver.path, app_id, batch_id, merge_schema=True, facts=facts
             )
             writes = [lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True)]
             if self.suite is not None:  # batch rules that cannot fail the batch run beside the other writes
                 writes.append(lambda: append(self._results_frame(spark, batch_id, results + deferred()),
                                              self.layout.quality.path, quality_app, batch_id))  # fmt: skip
             if counts[QUARANTINE]:  # an empty append still costs a Delta commit
-                quarantined = to_quarantine_rows(classified, self.contract, self.spec)
+                quarantined = self.privacy.quarantine(to_quarantine_rows(classified, self.contract, self.spec))
                 writes.append(lambda: append(quarantined, self.layout.quarantine.path, app_id, batch_id))
             others = [self._pool.submit(w) for w in writes]
             try:
                 silver_written.result()
-                refresh_inline(spark, self.rebuilds, classified, self._pool)  # as soon as silver holds the batch
+                refresh_inline(spark, self.rebuilds, self.privacy.silver(classified), self._pool)  # as soon as silver holds the batch
             finally:
                 for done in others:
                     done.exception()  # every write has ended before the cached batch is dropped
@@ -339,15 +342,16 @@ def refresh_inline(
 
 def start_silver(
     spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, trigger: dict, name: str,
-    suite: QualitySuite | None = None, rebuilds: Sequence[RebuildWriter] = (),
+    suite: QualitySuite | None = None, rebuilds: Sequence[RebuildWriter] = (), privacy: Privacy = Privacy(),
 ) -> StreamingQuery:  # fmt: skip
-    """The silver query; `rebuilds` are the pipeline's inline outputs, refreshed after each micro-batch's writes."""
+    """The silver query; `rebuilds` are the pipeline's inline outputs, refreshed after each micro-batch's writes;
+    `privacy` protects the contract's pii fields in what it writes."""
     checkpoint = layout.checkpoint("silver")
     return (
         spark.readStream.format("delta")
         .load(layout.bronze.path)
         .writeStream.queryName(name)
-        .foreachBatch(SilverBatchWriter(contract, spec, layout, checkpoint, suite, name, rebuilds))
+        .foreachBatch(SilverBatchWriter(contract, spec, layout, checkpoint, suite, name, rebuilds, privacy))
         .option("checkpointLocation", checkpoint)
         .trigger(**trigger)
         .start()

@@ -131,6 +131,18 @@ class QualityResultsSettings:
 
 
 @dataclass(frozen=True)
+class PiiSettings:
+    """How contract fields marked `pii` are protected (see pipelines/engine/pii.py)."""
+
+    salt_env: str = "LAKEPIPE_PII_SALT"  # the environment variable holding the secret salt of `pii: hash` fields
+    quarantine_raw_pii: bool = False  # true: quarantine keeps records as they came; false: their pii fields protected
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.salt_env):
+            raise ValueError(f"pii.salt_env must name an environment variable, not {self.salt_env!r}")
+
+
+@dataclass(frozen=True)
 class CatalogSettings:
     """Every table registered by name in a catalog: `<catalog.>schema.table`, a schema per layer.
 
@@ -201,6 +213,7 @@ class EnvFile:
     local_cdc: LocalCdcSettings = field(default_factory=LocalCdcSettings)
     event_log: EventLogSettings = field(default_factory=EventLogSettings)
     quality_results: QualityResultsSettings = field(default_factory=QualityResultsSettings)
+    pii: PiiSettings = field(default_factory=PiiSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     local_metastore: LocalMetastoreSettings = field(default_factory=LocalMetastoreSettings)
     local_cluster: LocalClusterSettings = field(default_factory=LocalClusterSettings)
@@ -238,6 +251,10 @@ class Settings:
     @property
     def quality_results(self) -> QualityResultsSettings:
         return self.file.quality_results
+
+    @property
+    def pii(self) -> PiiSettings:
+        return self.file.pii
 
     @property
     def catalog(self) -> CatalogSettings:

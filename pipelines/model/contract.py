@@ -21,6 +21,9 @@ UNITS = {"timestamp": ("ms", "us"), "date": ("days",)}
 # decimal.handling.mode=string); `base64`, the unscaled value as big-endian two's-complement bytes in base64
 # (Debezium's default decimal.handling.mode=precise), scaled by the field's `scale`.
 DECIMAL_ENCODINGS = ("number", "text", "base64")
+# Personal data in a string field (see pipelines/engine/pii.py): silver stores a salted SHA-256 of it (`hash`,
+# still joinable and countable), the value with all but its last 4 characters starred (`mask`), or nothing (`drop`).
+PII_KINDS = ("hash", "mask", "drop")
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -39,6 +42,7 @@ class FieldSpec:
     path: tuple[str, ...] = ()  # where the value is in the JSON object, e.g. after.email; first present wins
     unit: str | None = None
     encoding: str = "number"  # decimals only: number, text or base64 (see DECIMAL_ENCODINGS)
+    pii: str | None = None  # hash, mask or drop (see PII_KINDS)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -64,6 +68,9 @@ class FieldSpec:
             raise ValueError(f"field '{self.name}': a base64 decimal is decoded up to precision 18, not {self.precision}")
         if not 0 <= self.scale <= self.precision <= 38:
             raise ValueError(f"field '{self.name}': need 0 <= scale <= precision <= 38")
+        if self.pii is not None and (self.pii not in PII_KINDS or self.type != "string"):
+            raise ValueError(f"field '{self.name}': pii is one of {', '.join(PII_KINDS)}, on string fields "
+                             f"(this one: pii {self.pii!r}, type {self.type})")  # fmt: skip
 
     @property
     def json_paths(self) -> tuple[str, ...]:
@@ -112,6 +119,10 @@ class Contract:
         for obj in self.extra_in:
             if obj not in self.top_level_keys or obj in names:
                 raise ValueError(f"extra_in names '{obj}', which no field's path reads into (e.g. after.<column>)")
+
+    @property
+    def pii_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.pii)
 
     @property
     def field_names(self) -> tuple[str, ...]:

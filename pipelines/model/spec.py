@@ -246,6 +246,11 @@ def resolve_spec(path: Path, schemas_dir: Path) -> ResolvedSpec:
             f"{path}: key 'event_time' names '{spec.event_time}', which is "
             f"{contract.field(spec.event_time).type} in {contract_file.name}, not timestamp"
         )
+    for k in dict.fromkeys([*spec.dedup_keys, *spec.partition_by]):
+        if k in fields and contract.field(k).pii:
+            raise ConfigError(f"{contract_file}: field '{k}' is `pii: {contract.field(k).pii}` and {path.name} "
+                              f"{'deduplicates' if k in spec.dedup_keys else 'partitions'} silver by it: silver "
+                              "would hold only its protected form; choose another dedup key or partition column")  # fmt: skip
     for col in spec.partition_by:
         if col not in fields and col not in DERIVED_SILVER_COLUMNS:
             raise ConfigError(f"{path}: key 'partition_by' names '{col}', which is not a silver column")

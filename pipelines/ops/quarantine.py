@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from pipelines.engine.delta_io import append_once
 from pipelines.engine.gold.outputs import inline_rebuilds
+from pipelines.engine.pii import Privacy
 from pipelines.engine.silver import (
     DROPPED_OUTCOME,
     EXACT_DUPLICATE,
@@ -33,6 +34,7 @@ from pipelines.engine.silver import (
 from pipelines.quality.row_rules import DROPPED, FAILED
 
 RAW_COLUMNS = ("key", "value", "topic", "partition", "offset", "kafka_timestamp")
+COORDINATES = ("topic", "partition", "offset")
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,17 @@ def reason_counts(rows: DataFrame) -> list[tuple[str, int]]:
     return [(r.reason, r["count"]) for r in counts.orderBy(F.desc("count"), "reason").collect()]
 
 
-def replay(spark: SparkSession, pipeline, reason: str | None = None, since: str | None = None) -> ReplayResult:  # noqa: ANN001
-    """Replay the selected quarantined rows of `pipeline` (a `Pipeline` of the project)."""
+def replay(
+    spark: SparkSession, pipeline, reason: str | None = None, since: str | None = None, privacy: Privacy = Privacy()  # noqa: ANN001
+) -> ReplayResult:  # fmt: skip
+    """Replay the selected quarantined rows of `pipeline` (a `Pipeline` of the project). With `privacy` protecting
+    quarantine's pii, the raw records are read from bronze by their Kafka coordinates."""
     layout, spec = pipeline.layout, pipeline.spec
-    selected = pending(spark, layout.quarantine.path, reason, since).select(*RAW_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+    selected = pending(spark, layout.quarantine.path, reason, since).select(*RAW_COLUMNS)
+    if privacy.redacts_quarantine:
+        raw = spark.read.format("delta").load(layout.bronze.path).select(*RAW_COLUMNS[:2], *COORDINATES)
+        selected = selected.drop(*RAW_COLUMNS[:2]).join(raw, list(COORDINATES)).select(*RAW_COLUMNS)
+    selected = selected.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         digest = selected.agg(
             F.count(F.lit(1)).alias("n"),
@@ -80,9 +89,9 @@ def replay(spark: SparkSession, pipeline, reason: str | None = None, since: str 
         try:
             counts = {r[OUTCOME]: r["count"] for r in classified.groupBy(OUTCOME).count().collect()}
             if counts.get(SILVER):
-                silver = to_silver_rows(classified, pipeline.contract, spec)
+                silver = privacy.silver(to_silver_rows(classified, pipeline.contract, spec))
                 append_once(silver, layout.silver.path, replay_id, 0, merge_schema=True)
-            refresh_inline(spark, inline_rebuilds(pipeline), classified)  # the SCD tables, which no query refreshes
+            refresh_inline(spark, inline_rebuilds(pipeline), privacy.silver(classified))  # the SCD tables, which no query refreshes
             mark(spark, layout.quarantine.path, classified, replay_id)
         finally:
             classified.unpersist()

@@ -14,7 +14,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -132,9 +132,16 @@ def iso_utc(t: dt.datetime) -> str:
 
 
 class KafkaSink:
-    """An idempotent producer (acks=all) that tallies deliveries per kind in its delivery callback."""
+    """An idempotent producer (acks=all) that tallies deliveries per kind in its delivery callback.
 
-    def __init__(self, kafka: KafkaSettings, topic: str, tally: Tally, **producer_conf: object) -> None:
+    A broker that stops answering is ridden out: librdkafka keeps the events and delivers them when it is back;
+    one not acknowledged within the producer's `message.timeout.ms` (librdkafka's default: 5 minutes) fails and is
+    counted. `say` (if given) gets one line when the broker stops answering and one when it answers again.
+    """
+
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, tally: Tally, say: Callable[[str], None] | None = None, **producer_conf: object
+    ) -> None:  # fmt: skip
         ensure_topic(kafka, topic)
         conf = client_config(
             kafka,
@@ -144,16 +151,38 @@ class KafkaSink:
                 "linger.ms": 20,
                 "compression.type": "lz4",
                 "message.max.bytes": 8 * 1024 * 1024,
+                "error_cb": self._on_error,
             },
         )
         conf.update(producer_conf)
+        self.timeout_s = float(conf.get("message.timeout.ms", conf.get("delivery.timeout.ms", 300_000))) / 1000
         self.producer = Producer(conf)
         self.topic = topic
         self.tally = tally
+        self.servers = kafka.bootstrap_servers
+        self.say = say
+        self.down_since: float | None = None
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and self.down_since is None:
+            self.down_since = time.time()
+            if self.say:
+                since = time.strftime("%H:%M:%S", time.localtime(self.down_since))
+                self.say(f"Kafka at {self.servers} has not answered since {since}: the simulator keeps its events and "
+                         f"delivers them when it is back (one not acknowledged within {self.timeout_s:g} s fails, "
+                         "and is counted)")  # fmt: skip
+
+    def _back(self) -> None:
+        if self.down_since is not None:
+            if self.say:
+                self.say(f"Kafka at {self.servers} answers again (no answer for {time.time() - self.down_since:.0f} s); "
+                         "the simulator delivers what it kept")  # fmt: skip
+            self.down_since = None
 
     def send(self, event: SimEvent) -> None:
         def delivered(err: KafkaError | None, _msg: Message, kind: str = event.kind) -> None:
             if err is None:
+                self._back()
                 self.tally.delivered[kind] += 1
             else:
                 self.tally.failed[kind] += 1
@@ -169,7 +198,9 @@ class KafkaSink:
                 self.producer.poll(0.2)
         self.producer.poll(0)
 
-    def close(self, timeout: float = 60.0) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Wait for every event's acknowledgement or failure: at most the producer's message timeout, plus a margin."""
+        timeout = self.timeout_s + 10 if timeout is None else timeout
         remaining = self.producer.flush(timeout)
         if remaining:
             self.tally.errors.append(f"{remaining} messages not delivered within {timeout:g}s")

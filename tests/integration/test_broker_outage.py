@@ -9,8 +9,11 @@ once that it is back, and Ctrl-C then stops the run at once, cleanly (no traceba
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,11 +22,12 @@ import pytest
 
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from pipelines.model.config import Settings
-from pipelines.platform import local_broker
+from pipelines.platform import kafka_admin, local_broker
 from pipelines.platform.processes import free_port
 from pipelines.simulators.base import KafkaSink, Tally, publish
+from tests.conftest import PROJECT_DIR
 from tests.integration.test_exactly_once import start_pipeline, wait_for_new_commit
-from tests.support import without_gold
+from tests.support import run_once, without_gold
 
 pytestmark = [pytest.mark.kafka, pytest.mark.scenario]
 
@@ -90,6 +94,44 @@ def test_a_run_and_a_simulator_ride_out_a_broker_outage_and_ctrl_c_stops_at_once
         bronze = spark.read.format("delta").load(f"{settings.tables_root}/bronze/clickstream_events_raw")
         assert bronze.count() == acked, "bronze holds every acknowledged event"
         assert bronze.select("topic", "partition", "offset").distinct().count() == acked, "each once"
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        local_broker.stop(settings)
+
+
+SIMULATED = 400
+
+
+def test_lakepipe_simulate_alone_rides_out_a_broker_outage_and_says_so(spark, tmp_path, unique_topic, kafka):
+    """`lakepipe simulate` sending while its broker is SIGKILLed for 30 s: one line when the broker stops answering,
+    one when it is back, exit 0, and every event in Kafka once (then in bronze)."""
+    settings = own_broker(tmp_path, unique_topic)
+    log = tmp_path / "simulate.log"
+    cmd = [sys.executable, "-m", "pipelines.cli", "--conf-dir", str(settings.source.parent), "--env", "test", "simulate",
+           "clickstream", "--events", str(SIMULATED), "--rate", "8", "--no-progress", "--tally-json", str(tmp_path / "t.json")]  # fmt: skip
+    proc = None
+    try:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT,
+                                    env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)  # fmt: skip
+        time.sleep(12)  # ~50 s of sending: before, during and after the outage
+        assert proc.poll() is None, log.read_text()
+        os.kill(local_broker.running_pid(settings), signal.SIGKILL)
+        time.sleep(30)
+        print(local_broker.start(settings))
+        code = proc.wait(400)
+        output = log.read_text()
+        assert code == 0, output[-3000:]
+        servers = settings.kafka.bootstrap_servers
+        said = [ln for ln in output.splitlines() if ln.startswith(f"Kafka at {servers} ")]
+        assert len(said) == 2, output[-3000:]
+        assert "has not answered since" in said[0] and "answers again" in said[1], said
+        assert "Traceback" not in output and "FAIL|rdkafka" not in output, output[-3000:]
+        assert json.loads((tmp_path / "t.json").read_text())["failed"] == {}, output[-3000:]
+        assert sum(kafka_admin.end_offsets(settings.kafka, unique_topic).values()) == SIMULATED, "each event once"
+        run_once(spark, settings, ["clickstream"])
+        assert bronze_rows(spark, settings) == SIMULATED
     finally:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
