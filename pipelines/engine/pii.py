@@ -12,7 +12,7 @@ way (a value that is not a JSON object is not stored at all), and a replay reads
 Kafka coordinates. Bronze keeps every record as it came: restrict who reads it, or keep it for less time.
 
 The key appears in Spark's plans as a literal: the session's `spark.sql.redaction.string.regex` is extended so
-that `explain`, the Spark UI and logs show it redacted.
+that `explain` (and the Spark UI's SQL tab, which shows the same plan text) shows it redacted.
 """
 
 from __future__ import annotations
@@ -71,9 +71,8 @@ class Privacy:
         if f.pii == "hash":
             return F.sha2(F.concat(F.lit(self.key), c), 256)
         if f.pii == "mask":
-            n = F.length(c)
-            stars = F.repeat(F.lit("*"), F.when(n < MASK_MIN, n).otherwise(n - MASK_KEEP))
-            return F.when(c.isNull(), c).otherwise(F.concat(stars, F.when(n < MASK_MIN, F.lit("")).otherwise(F.substring(c, -MASK_KEEP, MASK_KEEP))))
+            keep = F.when(F.length(c) >= MASK_MIN, F.substring(c, -MASK_KEEP, MASK_KEEP)).otherwise(F.lit(""))
+            return F.concat(F.repeat(F.lit("*"), F.length(c) - F.length(keep)), keep)  # null stays null
         return F.lit(None).cast(T.StringType())
 
     def silver(self, rows: DataFrame) -> DataFrame:
