@@ -41,6 +41,10 @@ class KafkaUnreachableError(LakepipeError):
     """The configured Kafka bootstrap servers do not answer."""
 
 
+class KafkaAuthError(KafkaUnreachableError):
+    """The broker answers but refuses the client: SASL credentials or TLS trust."""
+
+
 class TopicMissingError(LakepipeError):
     """A pipeline's topic does not exist on the broker."""
 

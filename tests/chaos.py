@@ -28,6 +28,7 @@ import argparse
 import datetime as dt
 import os
 import random
+import re
 import signal
 import sys
 import tempfile
@@ -37,7 +38,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chispa import assert_df_equality
+from chispa import DataFramesNotEqualError, assert_approx_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -184,10 +185,12 @@ def check(spark: SparkSession, p: Pipeline, tally: Tally, kafka) -> list[tuple[s
         if t.name in RECOMPUTED:
             try:
                 again = RECOMPUTED[t.name](silver).select(*gold.columns)
-                assert_df_equality(gold, again, ignore_row_order=True, ignore_nullable=True)
+                # averages of doubles summed in another order (micro-batch partial sums) differ in the last bits
+                assert_approx_df_equality(gold, again, 1e-6, ignore_row_order=True, ignore_nullable=True)
                 expect(f"{t.name} = recomputed over silver", True, f"{gold.count()} rows")
-            except AssertionError as exc:
-                expect(f"{t.name} = recomputed over silver", False, str(exc).splitlines()[0][:300])
+            except (AssertionError, DataFramesNotEqualError) as exc:
+                lines = [ln for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if ln.strip(" |+-")]
+                expect(f"{t.name} = recomputed over silver", False, (lines or ["?"])[0][:300])
         elif t.name in upserted:  # a rebuild's key names what it rebuilds, not a unique key
             keys = upserted[t.name]
             n, distinct = gold.count(), gold.select(*keys).distinct().count()

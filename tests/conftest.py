@@ -71,13 +71,13 @@ def unique_topic():
 
 def write_conf(
     folder: Path, topic: str, env: str = "test", topics: dict[str, str] | None = None, catalog: bool = False,
-    extra: str = "", **overrides: str,
+    extra: str = "", kafka_extra: str = "", **overrides: str,
 ) -> Path:  # fmt: skip
     """A conf file for one test: its own lake root and topic, the local broker, fast triggers.
 
     `topic` is clickstream's; `topics` gives other pipelines theirs. The catalog is off unless `catalog` (the
     tests' shared Spark session keeps Spark's in-memory catalog; the catalog's own test turns it on). `extra` is
-    appended to the file (more top-level keys).
+    appended to the file (more top-level keys), `kafka_extra` to its `kafka:` section (indented lines).
     """
     folder.mkdir(parents=True, exist_ok=True)
     values = {
@@ -93,7 +93,7 @@ def write_conf(
 kafka:
   bootstrap_servers: {values['bootstrap']}
   topic_partitions: 2
-lake:
+{kafka_extra}lake:
   root: {folder / 'lake'}
 streaming:
   trigger_interval: {values['trigger']}

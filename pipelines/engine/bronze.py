@@ -16,6 +16,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id
 from pipelines.model.config import KafkaSettings
+from pipelines.platform.kafka_security import java_client_options
 
 BRONZE_SCHEMA = T.StructType(
     [
@@ -45,6 +46,7 @@ def kafka_options(kafka: KafkaSettings) -> dict[str, str]:
         "includeHeaders": "true",
         "failOnDataLoss": str(kafka.fail_on_data_loss).lower(),
     }
+    opts.update({f"kafka.{k}": v for k, v in java_client_options(kafka.security).items()})
     opts.update({f"kafka.{k}": v for k, v in kafka.spark_options.items()})
     return opts
 

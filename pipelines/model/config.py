@@ -30,6 +30,36 @@ def _empty() -> Mapping[str, str]:
     return types.MappingProxyType({})
 
 
+SASL_PROTOCOLS = ("SASL_SSL", "SASL_PLAINTEXT")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How clients authenticate to a secured broker: SASL (SCRAM or PLAIN) over TLS. One set of credentials for
+    every client lakepipe runs (Spark's Kafka source, the simulators, the admin client); take them from the
+    environment (`password: ${KAFKA_PASSWORD}`). `ca_file` is a PEM file of the CA that signed the broker's
+    certificate (default: the system's trusted CAs); on a cluster it must be readable at that path on every node."""
+
+    username: str
+    password: str
+    protocol: str = "SASL_SSL"
+    mechanism: str = "SCRAM-SHA-512"
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol not in SASL_PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(SASL_PROTOCOLS)}, not {self.protocol!r}")
+        if self.mechanism not in SASL_MECHANISMS:
+            raise ValueError(f"mechanism must be one of {', '.join(SASL_MECHANISMS)}, not {self.mechanism!r}")
+        if not self.username or not self.password:
+            raise ValueError("username and password must not be empty")
+
+    def __repr__(self) -> str:  # never the password, whoever prints the settings
+        return f"KafkaSecurity(username={self.username!r}, password={MASK!r}, protocol={self.protocol!r}, " \
+               f"mechanism={self.mechanism!r}, ca_file={self.ca_file!r})"
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     """Where the events are and how Spark and the Python clients connect to it."""
@@ -43,6 +73,9 @@ class KafkaSettings:
     spark_options: Mapping[str, str] = field(default_factory=_empty)
     # librdkafka settings for the Python producer and admin client (SASL/SSL go here too).
     client_options: Mapping[str, str] = field(default_factory=_empty)
+    # A secured broker (SASL_SSL): credentials and CA for every client; `spark_options`/`client_options` still
+    # override single settings.
+    security: KafkaSecurity | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +116,9 @@ class LocalBrokerSettings:
     controller_port: int = 9093
     heap: str = "512m"
     state_dir: str = ".lakepipe/kafka"
+    # A SASL_SSL listener on this port beside the plain one (SCRAM over TLS, a CA of its own made with the JDK's
+    # keytool under state_dir/tls); the user it accepts is kafka.security's. Off when absent.
+    sasl_ssl_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -364,6 +400,8 @@ class Settings:
         data["schemas_dir"] = str(self.schemas_dir)
         data["specs_dir"] = str(self.specs_dir)
         if masked:
+            if data["kafka"]["security"] is not None:
+                data["kafka"]["security"]["password"] = MASK
             for section in ("spark_options", "client_options"):
                 opts = data["kafka"][section]
                 for k in opts:
@@ -388,10 +426,20 @@ def load_settings(env: str | None = None, conf_dir: str | Path | None = None) ->
     raw = read_yaml(path)
     if raw is None:
         raw = {}
-    file = build(EnvFile, raw, source=str(path), key="")
+    file = _with_ca_file_resolved(build(EnvFile, raw, source=str(path), key=""), conf.parent)
     return Settings(
         env=env, source=path, project_dir=conf.parent, file=file, secret_keys=frozenset(_env_paths(raw))
     )
+
+
+def _with_ca_file_resolved(file: EnvFile, project_dir: Path) -> EnvFile:
+    """A relative `kafka.security.ca_file` is under the project folder (as every path of the file is), resolved once
+    here because Spark's and librdkafka's clients take it as it is."""
+    sec = file.kafka.security
+    if sec is None or not sec.ca_file or Path(sec.ca_file).is_absolute():
+        return file
+    resolved = dataclasses.replace(sec, ca_file=str((project_dir / sec.ca_file).resolve()))
+    return dataclasses.replace(file, kafka=dataclasses.replace(file.kafka, security=resolved))
 
 
 def _env_paths(data: Any, prefix: str = "") -> list[str]:

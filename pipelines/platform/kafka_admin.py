@@ -6,11 +6,12 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipelines.errors import KafkaUnreachableError, TopicMissingError
+from pipelines.errors import KafkaAuthError, KafkaUnreachableError, TopicMissingError
 from pipelines.model.config import KafkaSettings
+from pipelines.platform.kafka_security import librdkafka_options
 
 _quiet = logging.getLogger("lakepipe.librdkafka")
 _quiet.addHandler(logging.NullHandler())
@@ -20,6 +21,7 @@ _quiet.propagate = False
 def client_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
     """librdkafka settings: bootstrap servers, the configured client options, then `extra`."""
     conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers, "logger": _quiet}
+    conf.update(librdkafka_options(kafka.security))
     conf.update(kafka.client_options)
     conf.update(extra)
     return conf
@@ -30,16 +32,35 @@ def admin(kafka: KafkaSettings) -> AdminClient:
 
 
 def list_topics(kafka: KafkaSettings, timeout: float = 5.0) -> set[str]:
-    """The topic names on the cluster; an unreachable cluster is a KafkaUnreachableError."""
-    client = admin(kafka)
+    """The topic names on the cluster; an unreachable cluster is a KafkaUnreachableError, one that refuses the
+    client's credentials or whose certificate it cannot verify a KafkaAuthError."""
+    refused: list[KafkaError] = []
+    client = AdminClient(client_config(kafka, error_cb=lambda e: refused.append(e)))
     try:
         meta = client.list_topics(timeout=timeout)
     except KafkaException as exc:
+        client.poll(0)  # serves the error callbacks: why the connection failed
+        auth = next((e for e in refused if e.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)), None)
+        if auth is not None:
+            raise KafkaAuthError(_refused_message(kafka, auth)) from None
         raise KafkaUnreachableError(
             f"cannot reach Kafka at {kafka.bootstrap_servers} within {timeout:g}s ({exc.args[0].str()}): "
             "start the local broker with `lakepipe up`, or fix kafka.bootstrap_servers in your conf file"
         ) from None
     return {name for name in meta.topics if not name.startswith("__")}
+
+
+def _refused_message(kafka: KafkaSettings, err: KafkaError) -> str:
+    sec = kafka.security
+    if err.code() == KafkaError._AUTHENTICATION:
+        who = f"user '{sec.username}' ({sec.mechanism})" if sec else "this client"
+        return (f"Kafka at {kafka.bootstrap_servers} refused {who}: wrong username or password; fix "
+                "kafka.security.username / password in your conf file (or the environment variables they name)")  # fmt: skip
+    reason = err.str().split(": ", 1)[-1].split(" (after ")[0]
+    ca = sec.ca_file if sec and sec.ca_file else "the system's trusted CAs"
+    return (f"TLS with Kafka at {kafka.bootstrap_servers} failed ({reason.split(': broker certificate')[0]}, trusting "
+            f"{ca}): set kafka.security.ca_file to the PEM file of the CA that signed the broker's certificate "
+            "(the local broker's: <local_broker.state_dir>/tls/ca.pem)")  # fmt: skip
 
 
 def is_reachable(kafka: KafkaSettings, timeout: float = 2.0) -> bool:

@@ -12,13 +12,14 @@ import os
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pipelines.errors import BrokerError, PortInUseError
+from pipelines.errors import BrokerError, ConfigError, PortInUseError
 from pipelines.model.config import KafkaSettings, Settings
+from pipelines.platform import local_tls
 from pipelines.platform.jars import PROJECT_DIR, jar_files, java_executable
-from pipelines.platform.kafka_admin import is_reachable
+from pipelines.platform.kafka_admin import admin, is_reachable
 from pipelines.platform.processes import port_busy, terminate
 from pipelines.platform.processes import running_pid as running_pid_of
 
@@ -69,7 +70,8 @@ def start(settings: Settings, timeout: float = 90.0) -> str:
     pid = running_pid(settings)
     if pid is not None:
         if _wait_reachable(local, timeout):
-            return f"Kafka broker already running at {bootstrap(settings)} (pid {pid}); reusing it"
+            secured = _secure(settings, local, timeout) if _secure_listener_running(settings) else ""
+            return f"Kafka broker already running at {bootstrap(settings)}{secured} (pid {pid}); reusing it"
         raise BrokerError(f"the broker process {pid} runs but does not answer: run `lakepipe down` then `lakepipe up`")
     if port_busy(b.host, b.port):
         if is_reachable(local, timeout=3):
@@ -78,6 +80,8 @@ def start(settings: Settings, timeout: float = 90.0) -> str:
     if port_busy(b.host, b.controller_port):
         raise PortInUseError(_busy_message(settings, b.controller_port, "local_broker.controller_port"))
 
+    if b.sasl_ssl_port is not None and port_busy(b.host, b.sasl_ssl_port):
+        raise PortInUseError(_busy_message(settings, b.sasl_ssl_port, "local_broker.sasl_ssl_port"))
     java = java_executable()
     classpath = os.pathsep.join(str(j) for j in jar_files("kafka"))
     p = paths(settings)
@@ -103,7 +107,8 @@ def start(settings: Settings, timeout: float = 90.0) -> str:
             p.pid_file.unlink(missing_ok=True)
             raise BrokerError(f"the broker exited at start ({_last_error(p)}); full log: {p.log}")
         if is_reachable(local, timeout=1):
-            return f"Kafka broker started at {bootstrap(settings)} (pid {proc.pid}, data in {p.data})"
+            secured = _secure(settings, local, timeout=deadline - time.monotonic())
+            return f"Kafka broker started at {bootstrap(settings)}{secured} (pid {proc.pid}, data in {p.data})"
         time.sleep(0.5)
     terminate(proc.pid, grace=10)
     p.pid_file.unlink(missing_ok=True)
@@ -132,12 +137,67 @@ def _render_properties(settings: Settings, p: BrokerPaths) -> None:
     b = settings.local_broker
     template = (PROJECT_DIR / "infra" / "kafka" / "server.properties").read_text()
     advertised = "localhost" if b.host in ("127.0.0.1", "0.0.0.0") else b.host
+    secure = {"secure_listener": "", "secure_advertised": "", "secure_settings": ""}
+    if b.sasl_ssl_port is not None:
+        mechanism = _scram_mechanism(settings)
+        tls = local_tls.ensure(p.state / "tls", b.host)
+        module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        secure = {
+            "secure_listener": f",SASL_SSL://{b.host}:{b.sasl_ssl_port}",
+            "secure_advertised": f",SASL_SSL://{advertised}:{b.sasl_ssl_port}",
+            "secure_settings": "\n# The SASL_SSL listener (local_broker.sasl_ssl_port): SCRAM over TLS, the CA in tls/ca.pem.\n"
+            f"sasl.enabled.mechanisms={mechanism}\n"
+            f"listener.name.sasl_ssl.{mechanism.lower()}.sasl.jaas.config={module}\n"
+            f"ssl.keystore.type=PKCS12\nssl.keystore.location={tls.keystore}\n"
+            f"ssl.keystore.password={tls.password()}\nssl.key.password={tls.password()}\n",
+        }
+    p.properties.touch(mode=0o600)  # it holds the key store's password
     p.properties.write_text(
         template.format(
             host=b.host, port=b.port, controller_port=b.controller_port,
-            advertised_host=advertised, log_dir=p.data,
+            advertised_host=advertised, log_dir=p.data, **secure,
         )  # fmt: skip
     )
+
+
+def _scram_mechanism(settings: Settings) -> str:
+    sec = settings.kafka.security
+    if sec is None or not sec.mechanism.startswith("SCRAM-"):
+        raise ConfigError(
+            f"{settings.source}: local_broker.sasl_ssl_port needs kafka.security with a SCRAM mechanism (username, "
+            "password, mechanism SCRAM-SHA-512 or SCRAM-SHA-256): the local broker accepts that user"
+        )
+    return sec.mechanism
+
+
+def _secure_listener_running(settings: Settings) -> bool:
+    b = settings.local_broker
+    return b.sasl_ssl_port is not None and port_busy(b.host, b.sasl_ssl_port)
+
+
+def _secure(settings: Settings, local: KafkaSettings, timeout: float) -> str:
+    """Give kafka.security's user its SCRAM credential (through the plain loopback listener; a changed password
+    replaces the old one) and wait until the SASL_SSL listener lets it in; the words for the start message."""
+    b = settings.local_broker
+    if b.sasl_ssl_port is None:
+        return ""
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+    sec = settings.kafka.security
+    mechanism = _scram_mechanism(settings)
+    upsert = UserScramCredentialUpsertion(
+        sec.username, ScramCredentialInfo(getattr(ScramMechanism, mechanism.replace("-", "_")), 8192),
+        sec.password.encode(),
+    )  # fmt: skip
+    client = admin(local)  # kept referenced until the futures end (a collected client fails them)
+    for future in client.alter_user_scram_credentials([upsert]).values():
+        future.result(timeout=30)
+    ca = paths(settings).state / "tls" / "ca.pem"
+    secured = KafkaSettings(bootstrap_servers=f"{b.host}:{b.sasl_ssl_port}", security=replace(sec, ca_file=str(ca)))
+    if not _wait_reachable(secured, max(timeout, 10)):
+        raise BrokerError(f"the broker's SASL_SSL listener on port {b.sasl_ssl_port} does not let user "
+                          f"'{sec.username}' in; see {paths(settings).log}")  # fmt: skip
+    return f" and SASL_SSL {b.host}:{b.sasl_ssl_port} ({mechanism}, user '{sec.username}', CA {ca})"
 
 
 def cluster_id() -> str:

@@ -200,8 +200,7 @@ def wait_streamed(settings: Settings, after_lsn: int, tables: tuple[str, ...] = 
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     started = time.monotonic()
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "lakepipe-cdc-wait",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(kafka_admin.client_config(settings.kafka, **{"group.id": "lakepipe-cdc-wait", "enable.auto.commit": False}))
     try:
         for table in tables:
             while _last_lsn(consumer, TopicPartition(topic(settings, table), 0), KafkaException) < after_lsn:

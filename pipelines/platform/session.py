@@ -37,7 +37,11 @@ SQL_CONF = {
     # Each streaming query's rates, latency, watermark and state size as Spark metrics (source
     # `spark.streaming.<query name>`), for whatever metrics sink the platform has.
     "spark.sql.streaming.metricsEnabled": "true",
+    # Kafka credentials (`kafka.sasl.jaas.config`) are options of the Kafka source: redacted in plans and the UI.
+    "spark.sql.redaction.options.regex": "(?i)url|jaas|password|secret|token",
 }
+# Spark's own redaction of its properties and environment (UI, event logs), with the JAAS line added.
+REDACTION_REGEX = "(?i)secret|password|token|access[.]?key|jaas"
 
 
 LOG4J2 = PROJECT_DIR / "infra" / "spark" / "log4j2.properties"
@@ -103,6 +107,7 @@ def get_spark(settings: Settings | SparkSettings | None = None, app_name: str = 
             .config("spark.driver.memory", settings.driver_memory)
             .config("spark.ui.enabled", str(bool(settings.ui)).lower())
             .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.redaction.regex", REDACTION_REGEX)
             # A JVM outside UTC makes Delta re-verify the whole table state on every commit
             # (allFilesInCrc.verificationMode.forceOnNonUTC); timestamps follow the session time zone anyway.
             # Stopping a query that has run ~100 micro-batches killed each stream thread with a StackOverflowError

@@ -20,7 +20,7 @@ from pipelines.platform.jars import jar_files
 from tests.conftest import PROJECT_DIR
 
 AIRFLOW_PYTHON = PROJECT_DIR / ".venv-airflow" / "bin" / "python"
-PROD_VARIABLES = ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SASL_JAAS_CONFIG", "KAFKA_USERNAME", "KAFKA_PASSWORD")
+PROD_VARIABLES = ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_USERNAME", "KAFKA_PASSWORD")
 
 
 @pytest.fixture(scope="module")
