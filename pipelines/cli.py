@@ -9,7 +9,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipelines.errors import LakepipeError
+from pipelines.errors import LakepipeError, disk_full_message
+
+JVM_LOG_ENV = "LAKEPIPE_JVM_LOG"  # read by pipelines.platform.session (not imported here: it imports pyspark)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,14 +20,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    before = os.environ.get(JVM_LOG_ENV)
+    if not getattr(args, "verbose", False):
+        os.environ[JVM_LOG_ENV] = "file"  # a JVM this command starts logs to a file, not the console
     try:
         return args.func(args) or 0
     except LakepipeError as exc:
-        print(f"lakepipe: {exc}", file=sys.stderr)
+        print(f"lakepipe: {exc}{_full_log()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lakepipe: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if (line := disk_full_message(str(exc))) is None:
+            raise
+        print(f"lakepipe: {line}{_full_log()}", file=sys.stderr)  # the person's to fix, not a bug
+        return 2
+    finally:
+        if before is None:
+            os.environ.pop(JVM_LOG_ENV, None)
+        else:
+            os.environ[JVM_LOG_ENV] = before
+
+
+def _full_log() -> str:
+    """Where the JVM's full log of this command is, when it has one with something in it."""
+    session = sys.modules.get("pipelines.platform.session")  # not loaded: this command started no JVM
+    path = session.log_file() if session is not None else None
+    return f" (full log: {path})" if path is not None and path.is_file() and path.stat().st_size else ""
 
 
 def _or_none(value: str) -> str | None:
@@ -306,6 +328,28 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_repair(args: argparse.Namespace) -> int:
+    from pipelines.ops import checkpoints
+    from pipelines.ops.run_marker import marked
+
+    project = _project(args, args.pipelines or None)
+    names = args.pipelines or project.settings.pipeline_names()
+    refused = 0
+    with marked([project.pipeline(n).layout.checkpoints for n in names], "lakepipe-repair"):  # never under a run
+        for n in names:
+            found = checkpoints.pipeline_damage(project.pipeline(n).layout.checkpoints, project.settings.tables_root)
+            for damage in found:
+                if damage.remedy is None:
+                    refused += 1
+                    print(f"{n}: {damage.path} is damaged ({damage.why}); not touched: {damage.refusal}")
+                else:
+                    moved = checkpoints.set_aside(damage)
+                    print(f"{n}: {damage.path} was damaged ({damage.why}); {damage.remedy} (the file is kept as {moved})")
+            if not found:
+                print(f"{n}: no damaged checkpoint file")
+    return 2 if refused else 0
+
+
 def _cmd_maintain(args: argparse.Namespace) -> int:
     from pipelines.engine.delta_io import is_delta_table
     from pipelines.model import durations
@@ -495,6 +539,9 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--env", default=argparse.SUPPRESS, help="environment: loads conf/NAME.yaml (default: $LAKEPIPE_ENV or local)")
     common.add_argument("--conf-dir", default=argparse.SUPPRESS, help="folder of environment files (default: $LAKEPIPE_CONF_DIR or ./conf)")
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="Spark's log and Python workers' output on the console (default: in .lakepipe/logs/, "
+                             "named by a failure's message)")  # fmt: skip
 
     parser = argparse.ArgumentParser(prog="lakepipe", description=__doc__.splitlines()[0], parents=[common])
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -565,6 +612,10 @@ def _parser() -> argparse.ArgumentParser:
     p = add("optimize", _cmd_optimize, "compact the small files of every table of some pipelines (Delta OPTIMIZE)")
     p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")
     p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
+
+    p = add("repair", _cmd_repair, "set aside the damaged checkpoint files a run refused to start on, where that is "
+            "safe (the batch runs or is planned again; nothing lost or doubled); say why not where it is not")
+    p.add_argument("pipelines", nargs="*", help="pipeline names (default: every pipeline of the environment)")
 
     p = add("maintain", _cmd_maintain, "OPTIMIZE, then VACUUM, every table of some pipelines; expire old event-log and quality-results rows")
     p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")

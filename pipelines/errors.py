@@ -45,6 +45,14 @@ class KafkaAuthError(KafkaUnreachableError):
     """The broker answers but refuses the client: SASL credentials or TLS trust."""
 
 
+class CheckpointDamagedError(LakepipeError):
+    """A checkpoint file a restart needs cannot be read (`pipelines.ops.checkpoints`)."""
+
+
+class DiskFullError(LakepipeError):
+    """A write failed for want of room on the disk (`disk_full_message`)."""
+
+
 class TopicMissingError(LakepipeError):
     """A pipeline's topic does not exist on the broker."""
 
@@ -71,3 +79,26 @@ def error_summary(text: str) -> str:
     python_errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", ln)]
     line = python_errors[-1] if python_errors else (lines[0] if lines else "unknown error")
     return re.sub(r"\s*SQLSTATE: \w+", "", line)[:500]
+
+
+DISK_FULL = "No space left on device"
+
+
+def disk_full_message(text: str) -> str | None:
+    """One line for an error whose cause is a full disk (anywhere in Spark's or Python's text), else None: what was
+    being written, how much room is left there, and that the run resumes once there is room."""
+    if DISK_FULL not in text:
+        return None
+    import shutil
+    from pathlib import Path
+
+    found = re.search(r"file:(/[^\s,;'\"]+)", text)  # Spark names the table or file it was writing
+    where, room = "a file", ""
+    if found:
+        where = found.group(1).rstrip(".")
+        folder = Path(where)
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        room = f"; {shutil.disk_usage(folder).free / 2**20:,.0f} MB free there now"
+    return (f"disk full: writing {where} failed ({DISK_FULL}{room}). Free space (or move lake.root), then run again: "
+            "a failed micro-batch leaves no Delta commit, and the run resumes from its checkpoints")

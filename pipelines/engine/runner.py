@@ -10,7 +10,9 @@ Every query has its own checkpoint under the lake root, so a run can be killed a
 from __future__ import annotations
 
 import dataclasses
+import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,14 +28,17 @@ from pipelines.engine.gold.outputs import inline_rebuilds, retire_inline_queries
 from pipelines.engine.pii import Privacy, privacy_of
 from pipelines.engine.silver import start_silver
 from pipelines.engine.tables import apply_file_properties, create_tables
-from pipelines.errors import PipelineFailedError, error_summary
+from pipelines.errors import CheckpointDamagedError, DiskFullError, PipelineFailedError, disk_full_message, error_summary
 from pipelines.model.config import KafkaSettings, Settings
 from pipelines.model.layout import Table
 from pipelines.model.project import Pipeline, Project
+from pipelines.ops import checkpoints
 from pipelines.ops.catalog import register
 from pipelines.ops.event_log import EventLog
 from pipelines.ops.run_marker import marked
 from pipelines.platform import kafka_admin
+
+log = logging.getLogger("lakepipe.runner")
 
 
 @dataclass
@@ -81,6 +86,10 @@ def _run(
     say: Callable[[str], None] | None,
 ) -> RunResult:
     result = RunResult()
+    for n in names:  # before anything reads a checkpoint (the gap check below, Spark)
+        p = project.pipeline(n)
+        for damage in checkpoints.pipeline_damage(p.layout.checkpoints, project.settings.tables_root)[:1]:
+            raise CheckpointDamagedError(checkpoints.describe(n, damage))
     for n in names:
         p = project.pipeline(n)
         found = kafka_gaps.check(project.settings.kafka, n, p.topic, p.layout.checkpoint("bronze"), accept_gaps)
@@ -106,8 +115,19 @@ def _run(
             _await_until_stopped(spark, [start() for stage in stages for start in stage], result, watch)
     finally:
         if events is not None:
-            events.stop()
+            _stop_event_log(events, failing=sys.exc_info()[1] is not None)
     return result
+
+
+def _stop_event_log(events: EventLog, failing: bool) -> None:
+    """Flush the event log's last rows. When the run is already failing, a failure here (the same full disk, say)
+    is logged rather than raised in place of the run's own error."""
+    try:
+        events.stop()
+    except Exception as exc:  # noqa: BLE001
+        if not failing:
+            raise
+        log.warning("event log: its last rows were not written (%s)", error_summary(str(exc)))
 
 
 def _tables(project: Project, names: Sequence[str]) -> list[Table]:
@@ -263,7 +283,10 @@ def raise_if_failed(q: StreamingQuery, queries: list[StreamingQuery]) -> None:
     for other in queries:
         if other.isActive:
             other.stop()
-    summary = error_summary(getattr(exc, "desc", None) or str(exc))
+    text = getattr(exc, "desc", None) or str(exc)
+    if (full := disk_full_message(f"{text}\n{getattr(exc, '_stackTrace', '')}")) is not None:
+        raise DiskFullError(f"query '{q.name}': {full}")
+    summary = error_summary(text)
     gone = kafka_gaps.data_loss_error(q.name.split(".")[0], summary) if q.name.endswith(".bronze") else None
     raise gone or PipelineFailedError(f"query '{q.name}' failed: {summary}")
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipelines.engine.delta_log import commit_times, file_versions, newest_value_ms
-from pipelines.errors import LakepipeError
+from pipelines.errors import CheckpointDamagedError, LakepipeError
 from pipelines.model.config import Settings
 from pipelines.model.project import Pipeline
 from pipelines.ops.run_marker import RunState, run_state
@@ -104,7 +104,11 @@ def checkpoint_source_offset(checkpoint: str) -> dict | None:
     commits = [int(f.name) for f in (root / "commits").glob("*") if f.name.isdigit()] if (root / "commits").is_dir() else []
     if not commits:
         return None
-    return json.loads((root / "offsets" / str(max(commits))).read_text().splitlines()[2])
+    path = root / "offsets" / str(max(commits))
+    try:
+        return json.loads(path.read_text().splitlines()[2])
+    except (ValueError, IndexError):
+        raise CheckpointDamagedError(f"checkpoint file {path} is damaged: `lakepipe repair` says what can be done") from None
 
 
 def committed_offsets(checkpoint: str) -> dict[str, dict[int, int]] | None:

@@ -1,8 +1,8 @@
 """A secured broker (issue 14): the local broker with a SASL_SSL listener (SCRAM-SHA-512 over TLS, a CA the
 project's set-up made with keytool), the simulator and a pipeline run through it with credentials from environment
 variables, a wrong password refused in one line, and the password nowhere: not in the console, the lake (tables,
-event log, checkpoints), `lakepipe config`, or Spark's event log (what Spark's UI shows: its properties, the plans
-with the Kafka source's options).
+event log, checkpoints), `lakepipe config`, the commands' full logs, Spark's event log (what Spark's UI shows: its
+properties and plans), nor any other file the test made (the broker's state included).
 
 The broker is the test's own, on free ports (never the shared one other tests use).
 """
@@ -66,6 +66,8 @@ def test_a_pipeline_and_the_simulator_run_through_sasl_ssl_and_the_password_show
         ran = lakepipe(*conf, "run", "clickstream", "--once", env=env, timeout=600)
         assert ran.returncode == 0, ran.stdout + ran.stderr[-3000:]
         assert f"clickstream.bronze: {EVENTS} rows" in ran.stdout, ran.stdout
+        # Spark's log and the Python workers' output went to the run's log file: at most the JVM's start-up notice
+        assert len([ln for ln in ran.stderr.splitlines() if "incubator modules" not in ln]) == 0, ran.stderr[-3000:]
         bronze = spark.read.format("delta").load(f"{settings.tables_root}/bronze/clickstream_events_raw")
         assert bronze.count() == EVENTS
         assert bronze.select("partition", "offset").distinct().count() == EVENTS
@@ -87,7 +89,11 @@ def test_a_pipeline_and_the_simulator_run_through_sasl_ssl_and_the_password_show
     spark_events = list((tmp_path / "spark-events").rglob("*"))
     assert any(f.is_file() and f.stat().st_size > 10_000 for f in spark_events), spark_events  # the run's, uncompressed
     kafka_source = False
-    for f in [*Path(settings.lake_root).rglob("*"), *spark_events]:
+    logs = list((tmp_path / ".lakepipe" / "logs").glob("*.log"))  # the commands' full logs (Spark's, the workers')
+    assert logs
+    # every file the test made: the lake (tables, event log, checkpoints), the full logs, Spark's event log, the
+    # broker's state (its configuration, TLS files, metadata log and topic data)
+    for f in tmp_path.rglob("*"):
         if f.is_file():
             data = f.read_bytes()
             assert PASSWORD.encode() not in data, f
