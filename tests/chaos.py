@@ -19,7 +19,7 @@ invariants are checked for every pipeline:
 
     python -m tests.chaos [--trials N] [--kills K] [--seed S]     (make chaos; QUICK=1 runs 3 trials of 1 kill)
 
-Not part of `make test`: the default of 7 trials of 3 kills takes ~30 minutes on 2 cores.
+Not part of `make test`: the default of 7 trials of 3 kills takes ~36 minutes on 2 cores.
 """
 
 from __future__ import annotations
