@@ -328,6 +328,20 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from pipelines.ops.plan import BLOCKING, plan
+
+    project = _project(args, args.pipelines or None)
+    blocking = 0
+    for n in args.pipelines or project.settings.pipeline_names():
+        for verdict in plan(project.pipeline(n)):
+            blocking += verdict.verdict in BLOCKING
+            print(f"{n}: {verdict.line()}")
+    if blocking:
+        print(f"{blocking} change(s) to make before `lakepipe run` starts (it refuses them with the same line)")
+    return 1 if blocking else 0
+
+
 def _cmd_repair(args: argparse.Namespace) -> int:
     from pipelines.ops import checkpoints
     from pipelines.ops.run_marker import marked
@@ -613,6 +627,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("pipelines", nargs="*", help="pipeline names (see `lakepipe config`)")
     p.add_argument("--all", action="store_true", help="every pipeline in the conf file")
 
+    p = add("plan", _cmd_plan, "compare the specs and contracts with what the existing tables and checkpoints were built "
+            "with: per table compatible, schema change, new checkpoint or impossible, and what to do (exit 1 if any "
+            "change must be made first)")
+    p.add_argument("pipelines", nargs="*", help="pipeline names (default: every pipeline of the environment)")
     p = add("repair", _cmd_repair, "set aside the damaged checkpoint files a run refused to start on, where that is "
             "safe (the batch runs or is planned again; nothing lost or doubled); say why not where it is not")
     p.add_argument("pipelines", nargs="*", help="pipeline names (default: every pipeline of the environment)")

@@ -45,6 +45,10 @@ class KafkaAuthError(KafkaUnreachableError):
     """The broker answers but refuses the client: SASL credentials or TLS trust."""
 
 
+class ChangeRefusedError(LakepipeError):
+    """A spec or contract change the existing tables or checkpoints cannot take as they are (`lakepipe plan`)."""
+
+
 class CheckpointDamagedError(LakepipeError):
     """A checkpoint file a restart needs cannot be read (`pipelines.ops.checkpoints`)."""
 

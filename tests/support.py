@@ -111,6 +111,17 @@ def batch_sessions(silver: DataFrame) -> DataFrame:
     ).withColumn("converted", F.col("purchases") > 0).drop("session_window")  # fmt: skip
 
 
+def lakepipe_code(capsys, conf: Path, *args: str) -> tuple[int, str, str]:  # noqa: ANN001 - pytest's capsys
+    """`lakepipe --conf-dir CONF --env test ARGS` by the CLI's `main` in this process: (exit code, stdout, stderr),
+    for commands expected to fail as well."""
+    from pipelines.cli import main
+
+    capsys.readouterr()
+    code = main(["--conf-dir", str(conf), "--env", "test", *args])
+    printed = capsys.readouterr()
+    return code, printed.out, printed.err
+
+
 def without_gold(folder: Path, topic: str, **conf: object) -> Settings:
     """Settings of a conf folder whose clickstream spec has no gold outputs (bronze, silver and its checks only;
     the other pipelines' specs as they are): for tests of what happens before clickstream's gold, at half the cost

@@ -28,11 +28,19 @@ from pipelines.engine.gold.outputs import inline_rebuilds, retire_inline_queries
 from pipelines.engine.pii import Privacy, privacy_of
 from pipelines.engine.silver import start_silver
 from pipelines.engine.tables import apply_file_properties, create_tables
-from pipelines.errors import CheckpointDamagedError, DiskFullError, PipelineFailedError, disk_full_message, error_summary
+from pipelines.errors import (
+    ChangeRefusedError,
+    CheckpointDamagedError,
+    DiskFullError,
+    PipelineFailedError,
+    disk_full_message,
+    error_summary,
+)
 from pipelines.model.config import KafkaSettings, Settings
 from pipelines.model.layout import Table
 from pipelines.model.project import Pipeline, Project
 from pipelines.ops import checkpoints
+from pipelines.ops import plan as change_plan
 from pipelines.ops.catalog import register
 from pipelines.ops.event_log import EventLog
 from pipelines.ops.run_marker import marked
@@ -90,6 +98,9 @@ def _run(
         p = project.pipeline(n)
         for damage in checkpoints.pipeline_damage(p.layout.checkpoints, project.settings.tables_root)[:1]:
             raise CheckpointDamagedError(checkpoints.describe(n, damage))
+        for verdict in [v for v in change_plan.plan(p) if v.verdict in change_plan.BLOCKING][:1]:
+            raise ChangeRefusedError(f"{n}: the spec or contract changed: {verdict.line()} (`lakepipe plan {n}` "
+                                     "lists every table)")  # fmt: skip
     for n in names:
         p = project.pipeline(n)
         found = kafka_gaps.check(project.settings.kafka, n, p.topic, p.layout.checkpoint("bronze"), accept_gaps)
@@ -104,6 +115,8 @@ def _run(
         trigger = {"availableNow": True} if once else {"processingTime": project.settings.streaming.trigger_interval}
         stages = _stages(spark, project, names, trigger, set(result.gaps))  # creates the tables
         result.registered = register(spark, project.settings, _tables(project, names))
+        for n in names:  # what this run builds the checkpoints with, for the next `lakepipe plan`
+            change_plan.record(project.pipeline(n))
         if once:
             for stage in stages:
                 start = time.perf_counter()

@@ -9,21 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
 from pipelines.domains.clickstream.simulator import ClickstreamGenerator
 from pipelines.model.project import load_project
 from pipelines.ops.checkpoints import file_problem
 from pipelines.simulators.base import KafkaSink, Tally, publish
-from tests.support import run_once, without_gold
+from tests.support import lakepipe_code, run_once, without_gold
 
 pytestmark = [pytest.mark.kafka]
-
-
-def lakepipe_code(capsys, conf: Path, *args: str) -> tuple[int, str, str]:  # noqa: ANN001 - pytest's capsys
-    capsys.readouterr()
-    code = main(["--conf-dir", str(conf), "--env", "test", *args])
-    printed = capsys.readouterr()
-    return code, printed.out, printed.err
 
 
 def newest(folder: Path) -> Path:
