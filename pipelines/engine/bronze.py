@@ -51,8 +51,14 @@ def kafka_options(kafka: KafkaSettings) -> dict[str, str]:
     return opts
 
 
-def read_kafka_stream(spark: SparkSession, kafka: KafkaSettings, topic: str) -> DataFrame:
-    reader = spark.readStream.format("kafka").options(**kafka_options(kafka))
+# A continuous run waits out a broker that stops answering however long it takes (the runner says so once, and
+# again when it answers): Spark's Kafka source would otherwise fail the query after 3 offset requests of up to
+# a minute each. A `--once` run keeps Spark's bound.
+RIDE_OUT = {"fetchOffset.numRetries": str(2**31 - 1), "fetchOffset.retryIntervalMs": "5000"}
+
+
+def read_kafka_stream(spark: SparkSession, kafka: KafkaSettings, topic: str, ride_out: bool = False) -> DataFrame:
+    reader = spark.readStream.format("kafka").options(**kafka_options(kafka), **(RIDE_OUT if ride_out else {}))
     reader = reader.option("subscribe", topic).option("startingOffsets", kafka.starting_offsets)
     if kafka.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(kafka.max_offsets_per_trigger))
@@ -95,7 +101,7 @@ def start_bronze(
     spark: SparkSession, kafka: KafkaSettings, topic: str, path: str, checkpoint: str, trigger: dict, name: str
 ) -> StreamingQuery:
     return (
-        to_bronze(read_kafka_stream(spark, kafka, topic))
+        to_bronze(read_kafka_stream(spark, kafka, topic, ride_out="processingTime" in trigger))
         .writeStream.queryName(name)
         .foreachBatch(BronzeBatchWriter(path, checkpoint))
         .option("checkpointLocation", checkpoint)

@@ -32,6 +32,7 @@ from pipelines.errors import (
     ChangeRefusedError,
     CheckpointDamagedError,
     DiskFullError,
+    KafkaUnreachableError,
     PipelineFailedError,
     disk_full_message,
     error_summary,
@@ -241,7 +242,10 @@ def _await_until_stopped(
         while not asked.is_set():
             for q in queries:
                 raise_if_failed(q, queries)
-            spark.streams.awaitAnyTermination(timeout=1)
+            try:
+                spark.streams.awaitAnyTermination(timeout=1)
+            except StreamingQueryException:  # a query failed since the check above: the next check names it
+                pass
             spark.streams.resetTerminated()
             if watch is not None:
                 watch.check()
@@ -301,6 +305,12 @@ def raise_if_failed(q: StreamingQuery, queries: list[StreamingQuery]) -> None:
         raise DiskFullError(f"query '{q.name}': {full}")
     summary = error_summary(text)
     gone = kafka_gaps.data_loss_error(q.name.split(".")[0], summary) if q.name.endswith(".bronze") else None
+    if gone is None and q.name.endswith(".bronze") and "org.apache.kafka.common.errors.TimeoutException" in summary:
+        raise KafkaUnreachableError(
+            f"query '{q.name}' stopped: Kafka did not answer within the Kafka source's retries "
+            f"({summary.split('TimeoutException: ')[-1]}): start the broker (`lakepipe up`) or fix "
+            "kafka.bootstrap_servers, then run again: the run resumes from its checkpoints, nothing lost"
+        )
     raise gone or PipelineFailedError(f"query '{q.name}' failed: {summary}")
 
 

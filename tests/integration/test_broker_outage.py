@@ -136,3 +136,44 @@ def test_lakepipe_simulate_alone_rides_out_a_broker_outage_and_says_so(spark, tm
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         local_broker.stop(settings)
+
+
+def test_a_continuous_run_rides_out_an_outage_longer_than_sparks_offset_retries(spark, tmp_path, unique_topic, kafka):
+    """Spark's Kafka source asks for the latest offsets 3 times, each bounded by the client's default.api.timeout.ms
+    (a minute by default; 3 s here, so that 45 s of outage outlast its retries ~4 times): a continuous run keeps
+    asking, says once that the broker does not answer, and reads on when it is back."""
+    port, controller = free_port(), free_port()
+    extra = f"local_broker:\n  port: {port}\n  controller_port: {controller}\n  state_dir: {tmp_path / 'broker'}\n"
+    short = "  spark_options:\n    default.api.timeout.ms: '3000'\n    request.timeout.ms: '2000'\n"
+    settings = without_gold(tmp_path, unique_topic, bootstrap=f"127.0.0.1:{port}", extra=extra, kafka_extra=short)
+    print(local_broker.start(settings))
+    proc = None
+    try:
+        gen = ClickstreamGenerator(seed=9).events()
+        publish(gen, sink := KafkaSink(settings.kafka, unique_topic, Tally()), count=100)
+        sink.close()
+        log = tmp_path / "pipeline.log"
+        proc = start_pipeline(settings.source.parent, log)
+        wait_for_new_commit(Path(settings.tables_root) / "silver/clickstream_events", proc)
+
+        os.kill(local_broker.running_pid(settings), signal.SIGKILL)
+        time.sleep(45)
+        assert proc.poll() is None, f"the run ended during the outage:\n{log.read_text()[-3000:]}"
+        print(local_broker.start(settings))
+        publish(gen, sink := KafkaSink(settings.kafka, unique_topic, Tally()), count=100)
+        sink.close()
+        deadline = time.monotonic() + 240
+        while bronze_rows(spark, settings) < 200 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(2)
+        assert proc.poll() is None, f"the run ended after the outage:\n{log.read_text()[-3000:]}"
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(180) == 0, log.read_text()[-3000:]
+        output = log.read_text()
+        said = [ln for ln in output.splitlines() if ln.startswith(f"Kafka at {settings.kafka.bootstrap_servers} ")]
+        assert len(said) == 2 and "has not answered since" in said[0] and "answers again" in said[1], output[-3000:]
+        bronze = spark.read.format("delta").load(f"{settings.tables_root}/bronze/clickstream_events_raw")
+        assert bronze.count() == 200 == bronze.select("partition", "offset").distinct().count()
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        local_broker.stop(settings)
