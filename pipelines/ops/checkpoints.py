@@ -157,7 +157,8 @@ def pipeline_damage(checkpoints: str, tables_root: str) -> list[Damage]:
     root, tables = local_path(checkpoints), local_path(tables_root)
     if root is None or tables is None or not root.is_dir():
         return []
-    queries = sorted({p.parent for p in root.rglob("offsets") if p.is_dir() and ASIDE not in p.parts})
+    # <pipeline>/<query>/offsets and <pipeline>/gold/<output>/offsets; never into the state stores' many files
+    queries = sorted({p.parent for p in [*root.glob("*/offsets"), *root.glob("*/*/offsets")] if p.is_dir()})
     return [d for q in queries for d in query_damage(q, tables)]
 
 

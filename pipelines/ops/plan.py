@@ -106,18 +106,17 @@ def table_schema(path: str) -> T.StructType | None:
     log = root / "_delta_log" if root is not None else None
     if log is None or not log.is_dir():
         return None
-    for commit in sorted(log.glob("*.json"), reverse=True):
-        if not commit.stem.isdigit():
-            continue
+    last = log / "_last_checkpoint"
+    checkpointed = json.loads(last.read_text())["version"] if last.is_file() else -1
+    # only the commits since the last checkpoint (a streaming table has thousands), newest first
+    for commit in sorted((c for c in log.glob("*.json") if c.stem.isdigit() and int(c.stem) > checkpointed), reverse=True):
         for line in commit.read_text().splitlines():
             if line.startswith('{"metaData"'):
                 return T.StructType.fromJson(json.loads(json.loads(line)["metaData"]["schemaString"]))
-    last = log / "_last_checkpoint"
-    if last.is_file():
+    if checkpointed >= 0:
         import pyarrow.parquet as pq
 
-        version = json.loads(last.read_text())["version"]
-        for part in log.glob(f"{version:020d}.checkpoint*.parquet"):
+        for part in log.glob(f"{checkpointed:020d}.checkpoint*.parquet"):
             for row in pq.read_table(part, columns=["metaData"]).column("metaData").to_pylist():
                 if row and row.get("schemaString"):
                     return T.StructType.fromJson(json.loads(row["schemaString"]))

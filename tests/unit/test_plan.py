@@ -55,3 +55,18 @@ def test_the_identity_counts_only_under_a_started_silver(clickstream):
     now = built_as(clickstream)
     assert [v.verdict for v in silver_verdicts(clickstream, now, built, started=True)] == [NEW_CHECKPOINT]
     assert [v.detail for v in silver_verdicts(clickstream, now, built, started=False)] == ["unchanged"]
+
+
+def test_a_tables_schema_is_read_from_its_log_past_a_checkpoint(spark, tmp_path):
+    from pipelines.ops.plan import table_schema
+
+    path = str(tmp_path / "t")
+    spark.range(1).selectExpr("id", "'a' AS name").write.format("delta").save(path)
+    for _ in range(10):  # version 10 is a checkpoint: the schema is then read from it, not from commit 0
+        spark.range(1).selectExpr("id", "'b' AS name").write.format("delta").mode("append").save(path)
+    assert (tmp_path / "t" / "_delta_log" / "_last_checkpoint").is_file()
+    assert [f.name for f in table_schema(path).fields] == ["id", "name"]
+    spark.range(1).selectExpr("id", "'c' AS name", "1.5 AS score").write.format("delta").mode("append") \
+        .option("mergeSchema", "true").save(path)
+    assert [(f.name, f.dataType.simpleString()) for f in table_schema(path).fields][-1] == ("score", "decimal(2,1)")
+    assert table_schema(str(tmp_path / "none")) is None
