@@ -217,7 +217,7 @@ class SilverBatchWriter:
             counts, rule_counts, checked = self._count(classified)
             raw.unpersist()
             silver = to_silver_rows(classified, self.contract, self.spec)
-            results, failures, deferred = self._check_quality(classified, silver, batch_id, rule_counts, checked)
+            results, failures, deferred = self._check_quality(classified, silver, counts[SILVER], batch_id, rule_counts, checked)
             append = self._appender.append
             quality_app = f"quality-{self._query_id}"
             if failures:
@@ -264,7 +264,7 @@ class SilverBatchWriter:
         return {o: row[o] for o in OUTCOMES}, [row[f"_r{i}"] for i in range(len(rules))], row["_checked"]
 
     def _check_quality(
-        self, classified: DataFrame, silver: DataFrame, batch_id: int, rule_counts: list[int], checked: int
+        self, classified: DataFrame, silver: DataFrame, silver_rows: int, batch_id: int, rule_counts: list[int], checked: int
     ) -> tuple[list[ResultRow], list[str], Callable[[], list[ResultRow]]]:
         """This batch's quality results so far, a message per broken `fail` rule, and a function giving the
         results of the batch rules left to run: the suite's batch rules, when none of them may fail the batch,
@@ -282,8 +282,8 @@ class SilverBatchWriter:
         if not rules or batch_id % self.spec.quality.batch_every != 0:
             return results, failures, list
         if all(r.action != "fail" for r in rules):
-            return results, failures, lambda: [_result_row(b) for b in self.validator.validate(silver)]
-        for b in self.validator.validate(silver):
+            return results, failures, lambda: [_result_row(b) for b in self.validator.validate(silver, silver_rows)]
+        for b in self.validator.validate(silver, silver_rows):
             results.append(_result_row(b))
             if b.rule.action == "fail" and not b.success:
                 failures.append(f"quality rule '{b.rule.name}' ({b.rule.type}) failed: observed {b.observed_value}")
