@@ -5,11 +5,23 @@
 - Rebuild: every key value a micro-batch touches recomputed from silver (`RebuildWriter`). A rebuild from the
   pipeline's own silver alone (`OutputSpec.inline`: SCD tables) has no query: the silver query refreshes it.
 
+A continuous upsert runs no micro-batch without new rows (`spark.sql.streaming.noDataMicroBatches.enabled` off
+for its query alone): in update mode every change is written by the batch that brings it, and a batch without
+input would only drop expired windows and sessions from state (the next batch with rows does that too), yet it
+cost each gold query a planned, state-committing micro-batch after nearly every silver commit. Late rows are
+filtered as before, also after a restart: a query resumes with the watermark its last committed batch's rows
+advanced it to (Spark keeps it in the checkpoint's commit log). `--once` runs (`availableNow`) keep them, so that
+a scheduled run leaves its state pruned to what the watermark still holds open; so do appends, whose rows are
+final, and written, only once the watermark passes, which may take a batch without input.
+
 A query is named `<pipeline>.<layer>.<output>`. Its checkpoint stays at `<pipeline>/gold/<output>` whatever
 the layer, where every lakepipe so far has kept it, so that running queries carry on after an upgrade.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -34,7 +46,29 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
             path = p.layout.output(o.name).path
             upsert = lambda batch, _batch_id: upsert_nonempty(batch, path, keys, flag)  # noqa: E731
             query = _rows(spark, p, o).writeStream.outputMode("update").foreachBatch(upsert)
-    return query.queryName(name).option("checkpointLocation", checkpoint).trigger(**trigger).start()
+    query = query.queryName(name).option("checkpointLocation", checkpoint).trigger(**trigger)
+    if isinstance(o.write, Upsert) and "processingTime" in trigger:
+        with session_conf(spark, NO_DATA_BATCHES, "false"):  # read once, when the query starts
+            return query.start()
+    return query.start()
+
+
+NO_DATA_BATCHES = "spark.sql.streaming.noDataMicroBatches.enabled"
+
+
+@contextmanager
+def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """`key` set to `value` in the session for the block, then as it was (queries start on a copy of the session's
+    settings, so a query started inside keeps the value)."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def rebuild_writer(p: Pipeline, o: OutputSpec) -> RebuildWriter:
