@@ -233,12 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(10**6)
     rng = random.Random(seed)
     from pipelines.model.config import SparkSettings
-    from pipelines.platform.session import get_spark, stop_spark
+    from pipelines.platform.session import get_spark, jvm_output_to, stop_spark
 
     root = Path(tempfile.mkdtemp(prefix="lakepipe-chaos-"))
     print(f"chaos: {args.trials} trials of {args.kills} SIGKILLs of `lakepipe run {' '.join(PIPELINES)}` "
           f"(seed {seed}); lakes and logs in {root}", flush=True)  # fmt: skip
     spark = get_spark(SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="3g"), "lakepipe-chaos")
+    jvm_output_to(spark, root / "harness-jvm.log")  # the drains' Python workers print a line per call: not here
     trials = []
     try:
         for number in range(1, args.trials + 1):

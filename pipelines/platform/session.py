@@ -77,7 +77,7 @@ def _new_log_file(env: Settings | None, app_name: str) -> Path | None:
     return folder / f"{app_name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
-def _jvm_output_to(spark: SparkSession, path: Path) -> None:
+def jvm_output_to(spark: SparkSession, path: Path) -> None:
     """Send the JVM's own stdout and stderr (Python workers' prints reach the console through them) to `path`."""
     jvm = spark.sparkContext._jvm
     stream = jvm.java.io.PrintStream(jvm.java.io.FileOutputStream(str(path), True), True)
@@ -171,7 +171,7 @@ def get_spark(settings: Settings | SparkSettings | None = None, app_name: str = 
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.log_level)
     if _log_file is not None:
-        _jvm_output_to(spark, _log_file)
+        jvm_output_to(spark, _log_file)
     return spark
 
 
