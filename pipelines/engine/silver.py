@@ -33,7 +33,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine.dedup import existing_rows
 from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id
-from pipelines.engine.gold.rebuild import RebuildWriter
+from pipelines.engine.gold.rebuild import RebuildWriter, rebuild_all
 from pipelines.engine.pii import Privacy
 from pipelines.engine.validation import parse_records
 from pipelines.errors import QualityFailedError
@@ -325,19 +325,14 @@ def refresh_inline(
 ) -> None:  # fmt: skip
     """Recompute the inline outputs (SCD tables) for every key value of the batch's valid records: first copies
     and exact re-sends alike, so that a batch re-run after a crash between its silver append and this refresh (its
-    rows then all re-sends of what it appended) still refreshes them. Side by side, each one Delta commit."""
+    rows then all re-sends of what it appended) still refreshes them. Side by side, each one Delta commit; outputs
+    of the same key read silver's rows of the batch's keys once."""
     if not rebuilds:
         return
     keys = sorted({w.key for w in rebuilds})
     rows = classified.where(F.col(OUTCOME).isin(SILVER, EXACT_DUPLICATE)).select(*keys).distinct().collect()
-    if not rows:
-        return
-    if pool is None:
-        for w in rebuilds:
-            w.rebuild(spark, [r[w.key] for r in rows])
-        return
-    for done in [pool.submit(w.rebuild, spark, [r[w.key] for r in rows]) for w in rebuilds]:
-        done.result()
+    if rows:
+        rebuild_all(spark, rebuilds, {k: [r[k] for r in rows] for k in keys}, pool)
 
 
 def start_silver(
