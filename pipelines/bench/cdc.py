@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
+from pipelines.bench import common
 from pipelines.bench.common import Figure, Topics
 from pipelines.bench.latency import (
     batch_profile,
@@ -150,9 +151,13 @@ def changes_per_second(spark, cdc: Settings, topics: Topics, root: Path, n: int)
     local_cdc.wait_streamed(cdc, local_cdc.commit_marker(cdc, MARKER), ("customers",), timeout=600)
     streamed = time.monotonic() - burst
     topic = local_cdc.topic(cdc, "customers")
+    generator = CdcGenerator(seed=5, customers=CUSTOMERS + 20, changes_per_hour=3600 * 100)
+    if common.WARM_UP:  # the first run of a JVM is slow (code generation, class loading): not the real side's cost
+        warm = topics.new("c2-warm")
+        publish(generator.events(), KafkaSink(cdc.kafka, warm, Tally()), count=2_000)
+        once(spark, customers_reading(cdc, root / "warm", warm))
     ours = once(spark, customers_reading(cdc, root / "real", topic))
     simulated = topics.new("c2")
-    generator = CdcGenerator(seed=5, customers=CUSTOMERS + 20, changes_per_hour=3600 * 100)
     publish(generator.events(), KafkaSink(cdc.kafka, simulated, Tally()), count=ours["records"])
     base = once(spark, customers_reading(cdc, root / "simulated", simulated))
     return Figure(
