@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 from pipelines.engine.delta_io import is_delta_table
 from pipelines.errors import LakepipeError
 from pipelines.model.layout import Table
+from pipelines.platform.session import session_conf
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,10 @@ def vacuum(spark: SparkSession, tables: list[Table], retention_hours: float = SA
     check_retention(retention_hours, force)
     check = "spark.databricks.delta.retentionDurationCheck.enabled"
     listing = "spark.sql.sources.parallelPartitionDiscovery.parallelism"  # VACUUM lists files in this many tasks
-    previous = spark.conf.get(check, "true"), spark.conf.get(listing, "10000")
-    spark.conf.set(check, "false" if force else previous[0])
-    spark.conf.set(listing, str(LISTING_TASKS))
-    try:
+    with (
+        session_conf(spark, listing, str(LISTING_TASKS)),
+        session_conf(spark, check, "false" if force else spark.conf.get(check, "true")),
+    ):
         out = []
         for t in tables:
             if not is_delta_table(spark, t.path):
@@ -109,6 +110,3 @@ def vacuum(spark: SparkSession, tables: list[Table], retention_hours: float = SA
                 spark.sql(sql).collect()
             out.append(Vacuum(t.name, doomed))
         return out
-    finally:
-        spark.conf.set(check, previous[0])
-        spark.conf.set(listing, previous[1])

@@ -199,6 +199,21 @@ def spark_session(settings: Settings | SparkSettings | None = None, app_name: st
             stop_spark(spark)
 
 
+@contextmanager
+def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """`key` set to `value` in the session for the block, then as it was (queries start on a copy of the session's
+    settings, so a query started inside keeps the value)."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+
+
 def _jvm_already_launched() -> bool:
     """True under spark-submit / pyspark, where the JVM (and its classpath) exists before Python runs."""
     return "PYSPARK_GATEWAY_PORT" in os.environ

@@ -20,9 +20,6 @@ the layer, where every lakepipe so far has kept it, so that running queries carr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -30,6 +27,7 @@ from pipelines.engine.delta_io import hadoop_path, upsert_nonempty
 from pipelines.engine.gold.rebuild import RebuildWriter
 from pipelines.model.project import Pipeline
 from pipelines.model.spec import Append, OutputSpec, Rebuild, Upsert
+from pipelines.platform.session import session_conf
 
 
 def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict) -> StreamingQuery:
@@ -54,21 +52,6 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
 
 
 NO_DATA_BATCHES = "spark.sql.streaming.noDataMicroBatches.enabled"
-
-
-@contextmanager
-def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
-    """`key` set to `value` in the session for the block, then as it was (queries start on a copy of the session's
-    settings, so a query started inside keeps the value)."""
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
 
 
 def rebuild_writer(p: Pipeline, o: OutputSpec) -> RebuildWriter:
