@@ -22,6 +22,7 @@ writes, so they are current as soon as silver is, without a query and a hop of t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -229,9 +230,7 @@ class SilverBatchWriter:
                 "query_id string, batch_id long, bronze_records long, silver_records long, "
                 "quarantined_records long, exact_duplicates long, dropped_records long, tombstones long",
             ).withColumn("processed_at", F.current_timestamp())
-            silver_written = self._pool.submit(
-                append, self.privacy.silver(silver), self.layout.silver.path, app_id, batch_id, merge_schema=True, facts=facts
-            )
+            silver_written = self._pool.submit(self._append_silver, self.privacy.silver(silver), app_id, batch_id, facts)
             writes = [lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True)]
             if self.suite is not None:  # batch rules that cannot fail the batch run beside the other writes
                 writes.append(lambda: append(self._results_frame(spark, batch_id, results + deferred()),
@@ -252,6 +251,31 @@ class SilverBatchWriter:
             raw.unpersist()
             if classified is not None:
                 classified.unpersist()
+
+    def _append_silver(self, rows: DataFrame, app_id: str, batch_id: int, facts: dict, attempts: int = 4) -> None:
+        """Append the batch's new rows to silver. Delta refuses the commit when another writer (a silver backfill)
+        committed rows to the partitions the dedup lookup read; the batch's rows are then appended again only if
+        silver still holds none of their keys in those days (the backfill rewrote what was there), else the batch
+        fails, and its re-run classifies it against the new rows."""
+        from delta.exceptions import ConcurrentAppendException, ConcurrentDeleteReadException
+
+        for attempt in range(attempts):
+            try:
+                self._appender.append(rows, self.layout.silver.path, app_id, batch_id, merge_schema=True, facts=facts)
+                return
+            except (ConcurrentAppendException, ConcurrentDeleteReadException):
+                if attempt == attempts - 1 or self._keys_taken_meanwhile(rows):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+
+    def _keys_taken_meanwhile(self, rows: DataFrame) -> bool:
+        """Whether silver now holds a dedup key of `rows` (new rows: none of their keys was there), in their days."""
+        keys = list(self.spec.dedup_keys)
+        days = [r[0] for r in rows.select("event_date").distinct().collect()]
+        silver = rows.sparkSession.read.format("delta").load(self.layout.silver.path)
+        if not days:
+            return False
+        return silver.where(F.col("event_date").isin(days)).join(rows.select(*keys), keys, "left_semi").limit(1).count() > 0
 
     def _count(self, classified: DataFrame) -> tuple[dict[str, int], list[int], int]:
         """Rows per outcome, rows breaking each row rule, and rows the rules were checked on: one pass."""

@@ -117,3 +117,23 @@ def test_a_silver_backfill_beside_the_running_stream_keeps_every_row_once(spark,
     accepted = reaching_silver(events)
     assert silver.count() == silver.select("event_id").distinct().count() == len(accepted)
     assert table(spark, p, "clickstream_events_quarantine").count() == sum(1 for e in events if e.reasons)
+
+
+def test_a_silver_append_refused_for_a_backfill_commit_goes_again_only_while_its_keys_are_still_new(spark, test_settings):
+    from pipelines.engine.silver import SilverBatchWriter, silver_schema
+    from pipelines.engine.tables import create_tables
+    from pipelines.model.project import load_project
+
+    p = pipeline(test_settings, "clickstream")
+    create_tables(spark, load_project(test_settings, ["clickstream"]), p)
+    writer = SilverBatchWriter(p.contract, p.spec, p.layout, p.layout.checkpoint("silver"))
+    schema = silver_schema(p.contract)
+    day = dt.date(2026, 11, 22)
+
+    def rows(*ids: str):  # noqa: ANN202
+        at = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
+        return spark.createDataFrame([{"event_id": i, "event_time": at, "event_date": day} for i in ids], schema)
+
+    rows("e1", "e2").write.format("delta").mode("append").save(p.layout.silver.path)  # what a backfill committed
+    assert not writer._keys_taken_meanwhile(rows("e3", "e4"))  # noqa: SLF001 - still first copies: append again
+    assert writer._keys_taken_meanwhile(rows("e3", "e2"))  # noqa: SLF001 - e2 is in silver now: the batch must re-run
