@@ -147,3 +147,11 @@ def test_small_file_properties_follow_the_spec_both_ways(spark, tmp_path):
     ]
     assert properties(p.layout.output("clickstream_sessions"))["delta.autoOptimize.autoCompact"] == "true"
     assert properties(p.layout.bronze)["delta.autoOptimize.autoCompact"] == "true"
+
+    interval = lambda t: properties(t).get("delta.checkpointInterval")  # noqa: E731
+    assert {t.name: interval(t) for t in p.layout.tables} == {t.name: "100" for t in p.layout.tables}, (
+        "each table checkpoints its log every 100 commits, the shared quality table too")
+    _, p = load({"auto_compact": ["bronze", "gold"], "checkpoint_interval": 25})
+    owned = [t for t in p.layout.tables if t.pipeline == p.name]
+    assert sorted(apply_file_properties(spark, p)) == sorted(f"{t.name}: delta.checkpointInterval=25" for t in owned)
+    assert {t.name: interval(t) for t in owned} == {t.name: "25" for t in owned}

@@ -151,10 +151,11 @@ def test_small_file_properties_go_to_the_listed_layers_and_tables(tmp_path):
     s["files"] = {"auto_compact": ["bronze", "clickstream_sessions"], "optimize_write": ["silver"]}
     p = load_project(settings_with(tmp_path, {"clickstream": s})).pipeline("clickstream")
     got = {t.name: p.spec.files.properties(t.name, t.layer) for t in p.layout.tables}
-    assert got["clickstream_events_raw"] == {"delta.autoOptimize.autoCompact": "true"}
-    assert got["clickstream_sessions"] == {"delta.autoOptimize.autoCompact": "true"}
-    assert got["clickstream_events"] == {"delta.autoOptimize.optimizeWrite": "true"}
-    assert got["clickstream_revenue_per_minute"] == {} == got["clickstream_events_quarantine"]
+    log = {"delta.checkpointInterval": "100"}  # every table
+    assert got["clickstream_events_raw"] == {"delta.autoOptimize.autoCompact": "true", **log}
+    assert got["clickstream_sessions"] == {"delta.autoOptimize.autoCompact": "true", **log}
+    assert got["clickstream_events"] == {"delta.autoOptimize.optimizeWrite": "true", **log}
+    assert got["clickstream_revenue_per_minute"] == log == got["clickstream_events_quarantine"]
 
 
 def test_a_small_file_entry_that_is_no_layer_or_table_is_named(tmp_path):

@@ -85,6 +85,8 @@ UPSERT = {"keys": ["window_start", "category", "currency"]}
         (change(slo={"silver": "soon"}), "'soon' is not a duration"),
         (change(slo={"silver": "1 minute", "platinum": "1 minute"}), "unknown key 'slo.platinum'"),
         (change(slo={"lag_records": -1}), "slo.lag_records must be 0 or more, not -1"),
+        (change(files={"checkpoint_interval": 0}), "files.checkpoint_interval must be 1 or more, not 0"),
+        (change(files={"checkpoint_interval": "often"}), "key 'files.checkpoint_interval' must be an integer"),
     ],
 )
 def test_spec_mistakes_are_named(tmp_path, spec, message):
