@@ -33,7 +33,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine.dedup import existing_rows
-from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id
+from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id, warm_state
 from pipelines.engine.gold.rebuild import RebuildWriter, rebuild_all
 from pipelines.engine.pii import Privacy
 from pipelines.engine.validation import parse_records
@@ -209,6 +209,8 @@ class SilverBatchWriter:
         keys = self.spec.dedup_keys
         event_time = self.contract.field(self.spec.event_time)
         raw = batch.persist(StorageLevel.MEMORY_AND_DISK)  # read from bronze once (and counted once by Spark)
+        for w in self.rebuilds:  # their replaceWhere needs the table's state: computed while the batch is classified
+            warm_state(spark, w.path)
         classified = None
         try:
             existing = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s)
