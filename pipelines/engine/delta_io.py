@@ -45,6 +45,18 @@ def ensure_table(
     return True
 
 
+def read_stream(spark: SparkSession, path: str, max_bytes: str | None = None, skip_change_commits: bool = False) -> DataFrame:
+    """The Delta table at `path` as a stream. `max_bytes` bounds what one micro-batch admits (Delta's soft
+    `maxBytesPerTrigger`, also honoured by `availableNow`, which then drains a backlog in several batches);
+    `skip_change_commits`: commits that rewrite rows (a backfill's replaceWhere) are passed over."""
+    reader = spark.readStream.format("delta")
+    if max_bytes:
+        reader = reader.option("maxBytesPerTrigger", max_bytes)
+    if skip_change_commits:
+        reader = reader.option("skipChangeCommits", "true")
+    return reader.load(path)
+
+
 def is_delta_table(spark: SparkSession, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
 

@@ -183,7 +183,7 @@ def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict,
 
 def _silver(spark: SparkSession, p: Pipeline, trigger: dict, privacy: Privacy) -> StreamingQuery:
     return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite, inline_rebuilds(p),
-                        privacy)  # fmt: skip
+                        privacy, p.max_bytes_per_trigger)  # fmt: skip
 
 
 STOP_TIMEOUT_S = 30  # a query's stop waits this long for its running micro-batch (Spark's default: for ever)

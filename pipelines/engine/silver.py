@@ -33,7 +33,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine.dedup import existing_rows
-from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id, warm_state
+from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id, read_stream, warm_state
 from pipelines.engine.gold.rebuild import RebuildWriter, rebuild_all
 from pipelines.engine.pii import Privacy
 from pipelines.engine.validation import parse_records
@@ -364,13 +364,14 @@ def refresh_inline(
 def start_silver(
     spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, trigger: dict, name: str,
     suite: QualitySuite | None = None, rebuilds: Sequence[RebuildWriter] = (), privacy: Privacy = Privacy(),
+    max_bytes: str | None = None,
 ) -> StreamingQuery:  # fmt: skip
     """The silver query; `rebuilds` are the pipeline's inline outputs, refreshed after each micro-batch's writes;
-    `privacy` protects the contract's pii fields in what it writes."""
+    `privacy` protects the contract's pii fields in what it writes; `max_bytes` bounds what a micro-batch takes
+    of bronze (so that one catching up on a backlog fits in memory)."""
     checkpoint = layout.checkpoint("silver")
     return (
-        spark.readStream.format("delta")
-        .load(layout.bronze.path)
+        read_stream(spark, layout.bronze.path, max_bytes)
         .writeStream.queryName(name)
         .foreachBatch(SilverBatchWriter(contract, spec, layout, checkpoint, suite, name, rebuilds, privacy))
         .option("checkpointLocation", checkpoint)

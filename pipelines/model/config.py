@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import ConfigError
-from pipelines.model import durations
+from pipelines.model import durations, sizes
 from pipelines.model.typed_config import build, read_yaml, refers_to_env
 
 DEFAULT_ENV = "local"
@@ -91,10 +91,19 @@ class LakeSettings:
 class StreamingSettings:
     trigger_interval: str = "10 seconds"
     watermark: str = "10 minutes"
+    # The most a micro-batch of a query reading a Delta table (silver from bronze, gold from silver) admits, in
+    # bytes of that table's files (Delta's soft `maxBytesPerTrigger`: a file larger than this still goes in whole).
+    # Bounds the memory of a batch that catches up on a backlog; null: Delta's own bound alone, 1,000 files.
+    max_bytes_per_trigger: str | None = "16m"
 
     def __post_init__(self) -> None:
         for name in ("trigger_interval", "watermark"):
             durations.seconds(getattr(self, name))  # a ValueError names the bad value
+        if self.max_bytes_per_trigger is not None:
+            try:
+                sizes.size_bytes(self.max_bytes_per_trigger)
+            except ValueError as exc:
+                raise ValueError(f"max_bytes_per_trigger: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class Pipeline:
     layout: PipelineLayout
     sources: Mapping[str, PipelineLayout]  # pipeline name -> layout, of every pipeline that outputs read
     suite: QualitySuite | None = None
+    max_bytes_per_trigger: str | None = None  # of each micro-batch reading a Delta table (environment's streaming)
 
     @property
     def name(self) -> str:
@@ -166,5 +167,6 @@ def _load_pipeline(settings: Settings, name: str) -> Pipeline:
             if entry not in names:
                 raise ConfigError(f"{resolved.source}: key 'files.{key}' names '{entry}', which is neither a layer nor a "
                                   f"table of this pipeline ({', '.join(sorted(names))})")  # fmt: skip
-    return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout, sources, resolved.suite)
+    return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout, sources, resolved.suite,
+                    settings.streaming.max_bytes_per_trigger)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.errors import ConfigError
+from pipelines.model import sizes
 from pipelines.model.config import MASK, load_settings
 
 
@@ -20,6 +21,12 @@ def test_defaults_put_tables_and_checkpoints_under_the_lake_root(tmp_path):
     assert s.checkpoints_root == s.lake_root + "/checkpoints"
     assert s.pipeline("clickstream").topic == "t1"
     assert s.streaming.watermark == "10 minutes"
+    assert s.streaming.max_bytes_per_trigger == "16m"
+
+
+@pytest.mark.parametrize("text, size", [("16m", 16 << 20), ("512K", 512 << 10), ("1 gb", 1 << 30), ("4096", 4096)])
+def test_sizes_read_as_spark_reads_them(text, size):
+    assert sizes.size_bytes(text) == size
 
 
 def test_env_variable_selects_the_file(tmp_path, monkeypatch):
@@ -38,6 +45,8 @@ def test_env_variable_selects_the_file(tmp_path, monkeypatch):
         ("kafka:\n  fail_on_data_loss: 1\n", "key 'kafka.fail_on_data_loss' must be true or false"),
         ("pipelines:\n  clickstream: {topc: x}\n", "unknown key 'pipelines.clickstream.topc'"),
         ("streaming:\n  watermark: soon\n", "'soon' is not a duration"),
+        ("streaming:\n  max_bytes_per_trigger: lots\n", "key 'streaming': max_bytes_per_trigger: 'lots' is not a size like '512k', '16m' or '1g'"),
+        ("streaming:\n  max_bytes_per_trigger: 0m\n", "'0m' is not a size"),
         ("kafka: [\n", "is not valid YAML"),
         ("catalog:\n  metastore: hive\n", "catalog.metastore must be 'local' or 'session', not 'hive'"),
         ("catalog:\n  schema_prefix: lake-pipe\n", "catalog.schema_prefix must be letters, digits and _"),

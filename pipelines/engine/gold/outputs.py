@@ -23,7 +23,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from pipelines.engine.delta_io import hadoop_path, upsert_nonempty
+from pipelines.engine.delta_io import hadoop_path, read_stream, upsert_nonempty
 from pipelines.engine.gold.rebuild import RebuildWriter
 from pipelines.model.project import Pipeline
 from pipelines.model.spec import Append, OutputSpec, Rebuild, Upsert
@@ -36,7 +36,7 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
     match o.write:
         case Rebuild():
             source = p.source_layout(o).silver.path
-            query = _silver_stream(spark, source).writeStream.foreachBatch(rebuild_writer(p, o))
+            query = _silver_stream(spark, source, p.max_bytes_per_trigger).writeStream.foreachBatch(rebuild_writer(p, o))
         case Append():
             path = p.layout.output(o.name).path
             query = _rows(spark, p, o).writeStream.format("delta").outputMode("append").option("path", path)
@@ -83,12 +83,13 @@ def retire_inline_queries(spark: SparkSession, p: Pipeline) -> list[str]:
     return retired
 
 
-def _silver_stream(spark: SparkSession, path: str):  # noqa: ANN202
-    """Silver's appends as a stream. A silver backfill's commits (which replace rows of a range) are skipped: the
-    backfill recomputes the derived tables of that range itself (`pipelines.backfill.silver`)."""
-    return spark.readStream.format("delta").option("skipChangeCommits", "true").load(path)
+def _silver_stream(spark: SparkSession, path: str, max_bytes: str | None):  # noqa: ANN202
+    """Silver's appends as a stream, at most `max_bytes` of silver's files per micro-batch. A silver backfill's
+    commits (which replace rows of a range) are skipped: the backfill recomputes the derived tables of that range
+    itself (`pipelines.backfill.silver`)."""
+    return read_stream(spark, path, max_bytes, skip_change_commits=True)
 
 
 def _rows(spark: SparkSession, p: Pipeline, o: OutputSpec):  # noqa: ANN202
-    events = _silver_stream(spark, p.layout.silver.path)
+    events = _silver_stream(spark, p.layout.silver.path, p.max_bytes_per_trigger)
     return p.output_rows(o, events.withWatermark(p.spec.event_time, p.watermark))
