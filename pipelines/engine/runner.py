@@ -46,6 +46,7 @@ from pipelines.ops.catalog import register
 from pipelines.ops.event_log import EventLog
 from pipelines.ops.run_marker import marked
 from pipelines.platform import kafka_admin
+from pipelines.platform.session import session_confs
 
 log = logging.getLogger("lakepipe.runner")
 
@@ -178,12 +179,14 @@ def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict,
     layout = p.layout
     name = f"{p.name}.bronze"
     kafka = dataclasses.replace(settings.kafka, fail_on_data_loss=False) if past_gap else settings.kafka
-    return start_bronze(spark, kafka, p.topic, layout.bronze.path, layout.checkpoint("bronze"), trigger, name)
+    with session_confs(spark, p.spec.spark_conf):
+        return start_bronze(spark, kafka, p.topic, layout.bronze.path, layout.checkpoint("bronze"), trigger, name)
 
 
 def _silver(spark: SparkSession, p: Pipeline, trigger: dict, privacy: Privacy) -> StreamingQuery:
-    return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite, inline_rebuilds(p),
-                        privacy, p.max_bytes_per_trigger)  # fmt: skip
+    with session_confs(spark, p.spec.spark_conf):
+        return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite,
+                            inline_rebuilds(p), privacy, p.max_bytes_per_trigger)  # fmt: skip
 
 
 STOP_TIMEOUT_S = 30  # a query's stop waits this long for its running micro-batch (Spark's default: for ever)

@@ -205,6 +205,9 @@ class PipelineSpec:
     quality: QualitySpec | None = None
     slo: SloSpec | None = None
     files: FilesSpec = FilesSpec()
+    # Spark SQL settings of this pipeline's streaming queries alone (each query keeps a copy of its session's
+    # settings from its start), e.g. code generation off for a pipeline of small micro-batches.
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
 
     @property
@@ -219,6 +222,10 @@ class PipelineSpec:
         if self.watermark is not None:
             durations.seconds(self.watermark)
         durations.seconds(self.dedup_horizon)
+        for key in self.spark_conf:
+            if not key.startswith("spark.sql."):
+                raise ValueError(f"spark_conf: '{key}' is not a Spark SQL setting (spark.sql.*), which is all a query can "
+                                 "have of its own: set it in the environment's spark.conf")  # fmt: skip
         names = [o.name for o in self.outputs]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -203,15 +203,24 @@ def spark_session(settings: Settings | SparkSettings | None = None, app_name: st
 def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
     """`key` set to `value` in the session for the block, then as it was (queries start on a copy of the session's
     settings, so a query started inside keeps the value)."""
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, value)
+    with session_confs(spark, {key: value}):
+        yield
+
+
+@contextmanager
+def session_confs(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]:
+    """Every setting of `conf` in the session for the block, then each as it was (`session_conf`)."""
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
     try:
         yield
     finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def _jvm_already_launched() -> bool:

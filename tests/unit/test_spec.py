@@ -87,6 +87,8 @@ UPSERT = {"keys": ["window_start", "category", "currency"]}
         (change(slo={"lag_records": -1}), "slo.lag_records must be 0 or more, not -1"),
         (change(files={"checkpoint_interval": 0}), "files.checkpoint_interval must be 1 or more, not 0"),
         (change(files={"checkpoint_interval": "often"}), "key 'files.checkpoint_interval' must be an integer"),
+        (change(spark_conf={"spark.executor.memory": "4g"}), "spark_conf: 'spark.executor.memory' is not a Spark SQL setting"),
+        (change(spark_conf={"spark.sql.codegen.wholeStage": False}), "key 'spark_conf.spark.sql.codegen.wholeStage' must be text"),
     ],
 )
 def test_spec_mistakes_are_named(tmp_path, spec, message):

@@ -27,7 +27,7 @@ from pipelines.engine.delta_io import hadoop_path, read_stream, upsert_nonempty
 from pipelines.engine.gold.rebuild import RebuildWriter
 from pipelines.model.project import Pipeline
 from pipelines.model.spec import Append, OutputSpec, Rebuild, Upsert
-from pipelines.platform.session import session_conf
+from pipelines.platform.session import session_confs
 
 
 def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict) -> StreamingQuery:
@@ -45,10 +45,11 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
             upsert = lambda batch, _batch_id: upsert_nonempty(batch, path, keys, flag)  # noqa: E731
             query = _rows(spark, p, o).writeStream.outputMode("update").foreachBatch(upsert)
     query = query.queryName(name).option("checkpointLocation", checkpoint).trigger(**trigger)
+    conf = dict(p.spec.spark_conf)  # the pipeline's own settings, and those of this query: read when it starts
     if isinstance(o.write, Upsert) and "processingTime" in trigger:
-        with session_conf(spark, NO_DATA_BATCHES, "false"):  # read once, when the query starts
-            return query.start()
-    return query.start()
+        conf[NO_DATA_BATCHES] = "false"
+    with session_confs(spark, conf):
+        return query.start()
 
 
 NO_DATA_BATCHES = "spark.sql.streaming.noDataMicroBatches.enabled"
