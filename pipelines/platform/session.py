@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -21,6 +22,8 @@ from pyspark.sql import SparkSession
 from pipelines.model.config import Settings, SparkSettings
 from pipelines.platform import local_metastore
 from pipelines.platform.jars import PROJECT_DIR, jar_files, java_executable, local_fs_jar
+
+log = logging.getLogger("lakepipe.session")
 
 # Settings every lakepipe session needs, on any platform.
 SQL_CONF = {
@@ -208,12 +211,23 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
 
 
 @contextmanager
-def session_confs(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None]:
-    """Every setting of `conf` in the session for the block, then each as it was (`session_conf`)."""
-    before = {key: spark.conf.get(key, None) for key in conf}
-    for key, value in conf.items():
-        spark.conf.set(key, value)
+def session_confs(spark: SparkSession, conf: Mapping[str, str], strict: bool = True) -> Iterator[None]:
+    """Every setting of `conf` in the session for the block, then each as it was (`session_conf`). Not `strict`: a
+    setting the session refuses (a static one, or one a platform keeps to itself, as serverless Databricks does) is
+    named in a warning and left as it is, instead of failing the block."""
+    before = {}
     try:
+        for key, value in conf.items():
+            previous = spark.conf.get(key, None)
+            try:
+                spark.conf.set(key, value)
+            except Exception as exc:  # noqa: BLE001 - whatever the platform raises; strict callers get it as it is
+                if strict:
+                    raise
+                log.warning("Spark setting %s=%s was refused here, left as it is (%s)", key, value,
+                            str(exc).splitlines()[0][:200])  # fmt: skip
+                continue
+            before[key] = previous
         yield
     finally:
         for key, value in before.items():

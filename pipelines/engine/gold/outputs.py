@@ -45,10 +45,9 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
             upsert = lambda batch, _batch_id: upsert_nonempty(batch, path, keys, flag)  # noqa: E731
             query = _rows(spark, p, o).writeStream.outputMode("update").foreachBatch(upsert)
     query = query.queryName(name).option("checkpointLocation", checkpoint).trigger(**trigger)
-    conf = dict(p.spec.spark_conf)  # the pipeline's own settings, and those of this query: read when it starts
-    if isinstance(o.write, Upsert) and "processingTime" in trigger:
-        conf[NO_DATA_BATCHES] = "false"
-    with session_confs(spark, conf):
+    own = {NO_DATA_BATCHES: "false"} if isinstance(o.write, Upsert) and "processingTime" in trigger else {}
+    # The pipeline's settings (where the platform takes them), then this query's: each read when it starts.
+    with session_confs(spark, p.spec.spark_conf, strict=False), session_confs(spark, own):
         return query.start()
 
 
