@@ -2,8 +2,8 @@
 
 `streaming.max_bytes_per_trigger` bounds what silver takes of bronze, and each gold query of silver, per
 micro-batch, also in a `--once` run (`availableNow`). With a bound below one bronze file, silver runs one batch per
-bronze file (bronze takes 300 records per batch, in a file per Kafka partition), every gold query more than one, and every table still
-holds every event exactly once.
+bronze file (bronze takes 300 records per batch, in a file per Kafka partition), every gold query more than one,
+and every table still holds every event exactly once.
 """
 
 from __future__ import annotations

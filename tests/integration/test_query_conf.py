@@ -18,7 +18,7 @@ def query_conf(query, key: str) -> str | None:  # noqa: ANN001 - a pyspark Strea
     return value.get() if value.isDefined() else None
 
 
-def session_conf(spark, key: str) -> str | None:  # noqa: ANN001
+def set_in_session(spark, key: str) -> str | None:  # noqa: ANN001
     value = spark._jsparkSession.conf().getOption(key)  # noqa: SLF001 - the value set, not Spark's default
     return value.get() if value.isDefined() else None
 
@@ -31,7 +31,7 @@ def test_a_pipelines_spark_conf_reaches_its_queries_alone(spark, domain_settings
     assert not clickstream.spec.spark_conf
     for p in (customers, clickstream):
         kafka_admin.ensure_topic(domain_settings.kafka, p.topic)
-    before = {key: session_conf(spark, key) for key in wanted}
+    before = {key: set_in_session(spark, key) for key in wanted}
 
     queries = runner.start_all(spark, project, ["customers", "clickstream"], {"availableNow": True})
     for q in queries:
@@ -44,4 +44,4 @@ def test_a_pipelines_spark_conf_reaches_its_queries_alone(spark, domain_settings
         for key, value in wanted.items():
             expected = value if q.name.startswith("customers.") else before[key]
             assert query_conf(q, key) == expected, f"{q.name}: {key}"
-    assert {key: session_conf(spark, key) for key in wanted} == before, "the session keeps its own settings"
+    assert {key: set_in_session(spark, key) for key in wanted} == before, "the session keeps its own settings"
