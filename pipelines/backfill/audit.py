@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -64,11 +63,6 @@ def backfill_id(p: Pipeline, args: dict, input_version: int | None = None, funct
         code.append(inspect.getsource(p.functions[function]))
     text = json.dumps({"args": args, "code": code, "input_version": input_version}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def table_version(spark: SparkSession, path: str) -> int:
-    """The latest version of the Delta table at `path` (what a backfill read, for its id)."""
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
 
 
 def succeeded_before(spark: SparkSession, project: Project, bid: str) -> dt.datetime | None:

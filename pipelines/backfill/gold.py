@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipelines.backfill import audit
-from pipelines.engine.delta_io import committed_watermark_ms, replace_where, retry_on_conflict
+from pipelines.engine.delta_io import committed_watermark_ms, replace_where, retry_on_conflict, table_version
 from pipelines.engine.gold.outputs import rebuild_writer
 from pipelines.engine.gold.rebuild import sql_literal
 from pipelines.errors import LakepipeError
@@ -42,7 +42,7 @@ def backfill_output(spark: SparkSession, project: Project, pipeline: str, table:
     if o is None:
         raise LakepipeError(f"pipeline {pipeline} has no output '{table}' (outputs: {', '.join(x.name for x in p.spec.outputs)})")
     source = p.source_layout(o).silver.path
-    version = audit.table_version(spark, source)
+    version = table_version(spark, source)
     range_text = f"event time [{start.isoformat()}, {end.isoformat()})"
     bid = audit.backfill_id(p, {"layer": o.layer, "table": table, "start": start, "end": end}, version, o.name)
     record = audit.Record(bid, pipeline, o.layer, table, range_text)

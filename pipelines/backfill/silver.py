@@ -22,7 +22,7 @@ from pipelines.backfill import audit
 from pipelines.backfill.gold import recompute_output
 from pipelines.engine import silver as engine
 from pipelines.engine.dedup import rough_event_time_sql
-from pipelines.engine.delta_io import replace_where, retry_on_conflict
+from pipelines.engine.delta_io import replace_where, retry_on_conflict, table_version
 from pipelines.engine.gold.rebuild import sql_literal
 from pipelines.engine.pii import privacy_of
 from pipelines.errors import LakepipeError
@@ -42,7 +42,7 @@ def backfill_silver(spark: SparkSession, project: Project, pipeline: str, start:
         rough = rough_event_time_sql(contract.field(spec.event_time))
         on_bronze, on_silver, on_quarantine = within(f"({rough})"), within(f"`{spec.event_time}`"), within(f"({rough})")
     bronze = spark.read.format("delta").load(lay.bronze.path).where(F.expr(on_bronze))
-    version = audit.table_version(spark, lay.bronze.path)
+    version = table_version(spark, lay.bronze.path)
     range_text = f"{'Kafka' if kafka_time else 'event'} time [{start.isoformat()}, {end.isoformat()})"
     bid = audit.backfill_id(p, {"layer": "silver", "table": lay.silver.name, "start": start, "end": end,
                                 "kafka_time": kafka_time}, version)  # fmt: skip

@@ -8,6 +8,12 @@ A record's earlier copies are looked up by its dedup key among the silver rows w
   apart (and may be caught further apart); beyond that both are kept.
 The lookup reads only silver's date partitions, and within them only the files whose event-time statistics
 overlap those windows, so its cost follows the batch's own hours, not silver's size.
+
+It reads silver by version (the newest when the batch begins), not as "the table". Spark re-caches every cached
+plan that reads a table when a write to that table commits; a micro-batch keeps its classification cached for its
+writes, and its own silver append would otherwise throw that away. Whatever then used the batch (its quarantine
+append, its deferred batch rules, its SCD refresh) would parse and classify it again, against a silver that now
+holds the batch: every new row an exact re-send of itself.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pipelines.engine.delta_io import table_version
 from pipelines.model.contract import FieldSpec
 
 HOUR = 3600
@@ -80,8 +87,9 @@ def batch_hours(raw: DataFrame, f: FieldSpec) -> tuple[list[int], bool]:
 def existing_rows(
     spark: SparkSession, silver_path: str, raw: DataFrame, event_time: FieldSpec, keys: Sequence[str], horizon_s: int
 ) -> DataFrame:
-    """The (dedup keys, payload hash) of the silver rows that the `raw` records are compared with."""
+    """The (dedup keys, payload hash) of the silver rows that the `raw` records are compared with, as of silver's
+    newest version now (see above)."""
     hours, with_nulls = batch_hours(raw, event_time)
-    silver = spark.read.format("delta").load(silver_path)
+    silver = spark.read.format("delta").option("versionAsOf", table_version(spark, silver_path)).load(silver_path)
     ranges = lookup_ranges(hours, horizon_s)
     return silver.where(in_ranges(event_time.name, ranges, with_nulls)).select(*keys, "payload_hash")

@@ -240,6 +240,11 @@ def upsert_nonempty(batch: DataFrame, path: str, keys: tuple[str, ...], delete_f
         batch.unpersist()
 
 
+def table_version(spark: SparkSession, path: str) -> int:
+    """The latest version of the Delta table at `path` (its newest commit; no data read)."""
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+
+
 def warm_state(spark: SparkSession, path: str) -> threading.Thread:
     """Compute the current state of the Delta table at `path` (its file count and size) in a thread of its own.
 
