@@ -40,19 +40,25 @@ def create_pipeline_tables(spark: SparkSession, p: Pipeline) -> set[str]:
     files = p.spec.files
     created = set()
 
-    def make(t: Table, schema: StructType) -> None:  # with the small-file properties the spec gives it
-        wanted = files.properties(t.name, t.layer) if t.pipeline == p.name else {}
+    def make(t: Table, schema: StructType, own: dict[str, str] | None = None) -> None:  # with the spec's file properties
+        wanted = {**files.properties(t.name, t.layer), **(own or {})} if t.pipeline == p.name else {}
         if ensure_table(spark, t.path, schema, t.partition_by, t.comment, wanted):
             created.add(t.path)
 
     make(layout.bronze, BRONZE_SCHEMA)
-    make(layout.silver, with_comments(silver_schema(p.contract), {f.name: f.description for f in p.contract.fields}))
+    silver = with_comments(silver_schema(p.contract), {f.name: f.description for f in p.contract.fields})
+    make(layout.silver, silver, {STATS_COLUMNS: ",".join(p.silver_stats_columns())})
     make(layout.quarantine, quarantine_schema(p.contract, p.spec))
     make(layout.batches, BATCHES_SCHEMA)
     make(layout.quality, QUALITY_SCHEMA)
     for o in p.spec.outputs:  # in spec order: a rebuild may look up an output listed before it
         make(layout.output(o.name), output_schema(spark, p, o))
     return created
+
+
+# A new silver table keeps per-file statistics (min, max, nulls) only of the columns that lakepipe's reads filter on
+# (`Pipeline.silver_stats_columns`); an existing table keeps what it has, and a user's ALTER TABLE is left alone.
+STATS_COLUMNS = "delta.dataSkippingStatsColumns"
 
 
 def apply_file_properties(spark: SparkSession, p: Pipeline, just_created: set[str] = frozenset()) -> list[str]:

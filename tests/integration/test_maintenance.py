@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import time
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -155,3 +156,28 @@ def test_small_file_properties_follow_the_spec_both_ways(spark, tmp_path):
     owned = [t for t in p.layout.tables if t.pipeline == p.name]
     assert sorted(apply_file_properties(spark, p)) == sorted(f"{t.name}: delta.checkpointInterval=25" for t in owned)
     assert {t.name: interval(t) for t in owned} == {t.name: "25" for t in owned}
+
+
+def test_a_new_silver_table_keeps_statistics_only_of_the_columns_lakepipe_reads_it_by(spark, tmp_path):
+    import json
+
+    from pipelines.engine.silver import silver_schema
+    from pipelines.engine.tables import create_tables
+    from pipelines.model.config import load_settings
+    from pipelines.model.project import load_project
+    from tests.conftest import write_conf
+
+    project = load_project(load_settings("test", write_conf(tmp_path / "conf", "test.unused")), ["customers"])
+    p = project.pipeline("customers")
+    create_tables(spark, project, p)
+    path = p.layout.silver.path
+    props = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first().properties
+    assert props["delta.dataSkippingStatsColumns"] == "change_time,lsn,customer_id"
+    row = {"lsn": 7, "customer_id": "c1", "email": "a@b.c", "change_time": dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC),
+           "event_date": dt.date(2026, 11, 22)}  # fmt: skip
+    spark.createDataFrame([row], silver_schema(p.contract)).write.format("delta").mode("append").save(path)
+    log = Path(path.removeprefix("file:"), "_delta_log", f"{latest_version(path):020d}.json")
+    stats = [json.loads(json.loads(line)["add"]["stats"]) for line in log.read_text().splitlines() if '"add"' in line]
+    assert [sorted(s["minValues"]) for s in stats] == [["change_time", "customer_id", "lsn"]]  # not email, nor the rest
+    rows = spark.read.format("delta").load(path).where("customer_id = 'c1' AND change_time >= '2026-11-22'").collect()
+    assert [(r.lsn, r.email) for r in rows] == [(7, "a@b.c")]

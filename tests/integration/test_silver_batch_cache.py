@@ -17,7 +17,9 @@ from pyspark.sql import functions as F
 
 from pipelines.engine.bronze import BRONZE_SCHEMA
 from pipelines.engine.dedup import existing_rows
-from pipelines.engine.silver import OUTCOME, classify_validated, to_silver_rows, validate
+from pipelines.engine.delta_io import table_version
+from pipelines.engine.delta_log import latest_version
+from pipelines.engine.silver import OUTCOME, classify_validated, silver_schema, to_silver_rows, validate
 from pipelines.engine.tables import create_tables
 from pipelines.model.config import load_settings
 from pipelines.model.project import load_project
@@ -60,3 +62,25 @@ def test_a_batch_keeps_its_outcomes_after_its_silver_append(spark, tmp_path):
     finally:
         classified.unpersist()
         raw.unpersist()
+
+
+def test_the_version_a_batch_reads_silver_at_is_found_without_a_spark_job(spark, tmp_path):
+    """A Spark job of its own on every silver micro-batch would queue behind the other queries' tasks."""
+    settings = load_settings("test", write_conf(tmp_path / "conf", "unused"))
+    p = pipeline(settings, "clickstream")
+    create_tables(spark, load_project(settings, ["clickstream"]), p)
+    path = p.layout.silver.path
+    sc = spark.sparkContext
+
+    def version_alone() -> int:  # the jobs it ran, if any, are those of its group
+        sc.setJobGroup("table-version", "the version lookup")
+        try:
+            return table_version(spark, path)
+        finally:
+            sc.setLocalProperty("spark.jobGroup.id", None)
+
+    assert version_alone() == latest_version(path) == 0
+    row = {"event_id": "e1", "event_time": AT, "event_date": AT.date()}
+    spark.createDataFrame([row], silver_schema(p.contract)).write.format("delta").mode("append").save(path)
+    assert version_alone() == latest_version(path) == 1
+    assert list(sc.statusTracker().getJobIdsForGroup("table-version")) == []

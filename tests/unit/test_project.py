@@ -57,6 +57,17 @@ def test_tables_are_declared_with_keys_partitioning_and_a_comment(project):
     assert all(t.path.endswith(f"/{t.layer}/{t.name}") for t in project.tables)
 
 
+def test_silver_keeps_statistics_of_the_columns_lakepipe_reads_it_by(project):
+    stats = {name: project.pipeline(name).silver_stats_columns() for name in project.names}
+    assert stats == {
+        "clickstream": ["event_time", "event_id"],
+        "customers": ["change_time", "lsn", "customer_id"],  # customer_id: the SCD refresh's key
+        "iot": ["reading_time", "reading_id"],
+        "orders": ["change_time", "lsn", "order_id"],
+        "payments": ["txn_time", "txn_id"],
+    }
+
+
 def test_owner_finds_a_pipeline_by_its_name_silver_or_quarantine(project):
     assert project.owner("iot").name == "iot"
     assert project.owner("payments_transactions").name == "payments"
