@@ -37,10 +37,17 @@ def record(offset: int, event_id: str, page: str = "/") -> tuple:
     return (b"u1", json.dumps(event).encode(), "t", 0, offset, AT, 0, [], AT, AT.date())
 
 
-def test_a_batch_keeps_its_outcomes_after_its_silver_append(spark, tmp_path):
+@pytest.fixture
+def clickstream(spark, tmp_path):
+    """The clickstream pipeline with its tables created (empty) in a lake of the test's own."""
     settings = load_settings("test", write_conf(tmp_path / "conf", "unused"))
     p = pipeline(settings, "clickstream")
     create_tables(spark, load_project(settings, ["clickstream"]), p)
+    return p
+
+
+def test_a_batch_keeps_its_outcomes_after_its_silver_append(spark, clickstream):
+    p = clickstream
     rows = [record(0, "e1"), record(1, "e2"), record(2, "e3"), record(3, "e1", page="/other"), record(4, "e2")]
     raw = spark.createDataFrame([*rows, (b"u1", b"not json", "t", 0, 5, AT, 0, [], AT, AT.date())], BRONZE_SCHEMA)
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
@@ -64,11 +71,9 @@ def test_a_batch_keeps_its_outcomes_after_its_silver_append(spark, tmp_path):
         raw.unpersist()
 
 
-def test_the_version_a_batch_reads_silver_at_is_found_without_a_spark_job(spark, tmp_path):
+def test_the_version_a_batch_reads_silver_at_is_found_without_a_spark_job(spark, clickstream):
     """A Spark job of its own on every silver micro-batch would queue behind the other queries' tasks."""
-    settings = load_settings("test", write_conf(tmp_path / "conf", "unused"))
-    p = pipeline(settings, "clickstream")
-    create_tables(spark, load_project(settings, ["clickstream"]), p)
+    p = clickstream
     path = p.layout.silver.path
     sc = spark.sparkContext
 
