@@ -179,12 +179,12 @@ def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict,
     layout = p.layout
     name = f"{p.name}.bronze"
     kafka = dataclasses.replace(settings.kafka, fail_on_data_loss=False) if past_gap else settings.kafka
-    with session_confs(spark, p.spec.spark_conf, strict=False):
+    with session_confs(spark, p.query_conf(), strict=False):
         return start_bronze(spark, kafka, p.topic, layout.bronze.path, layout.checkpoint("bronze"), trigger, name)
 
 
 def _silver(spark: SparkSession, p: Pipeline, trigger: dict, privacy: Privacy) -> StreamingQuery:
-    with session_confs(spark, p.spec.spark_conf, strict=False):
+    with session_confs(spark, p.query_conf(), strict=False):
         return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite,
                             inline_rebuilds(p), privacy, p.max_bytes_per_trigger)  # fmt: skip
 

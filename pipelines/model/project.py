@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 
 from pipelines.errors import ConfigError, TableNotFoundError
+from pipelines.model import durations
 from pipelines.model.config import Settings
 from pipelines.model.contract import Contract
 from pipelines.model.layout import PipelineLayout, Table, backfills_table, events_table, pipeline_layout, quality_table
 from pipelines.model.spec import OutputSpec, PipelineSpec, load_spec, resolve_spec
 from pipelines.quality.suite import QualitySuite
+
+POLLING_DELAY = "spark.sql.streaming.pollingDelay"  # how long a query that found nothing new waits to look again
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Pipeline:
     sources: Mapping[str, PipelineLayout]  # pipeline name -> layout, of every pipeline that outputs read
     suite: QualitySuite | None = None
     max_bytes_per_trigger: str | None = None  # of each micro-batch reading a Delta table (environment's streaming)
+    idle_poll_interval: str | None = None  # the environment's streaming.idle_poll_interval
 
     @property
     def name(self) -> str:
@@ -47,6 +51,14 @@ class Pipeline:
         """The layout of the pipeline whose silver rows output `o` reads."""
         source = o.rebuild.source if o.rebuild else None
         return self.sources[source] if source else self.layout
+
+    def query_conf(self) -> dict[str, str]:
+        """The Spark SQL settings this pipeline's streaming queries start with: the environment's idle poll interval,
+        then the spec's `spark_conf` (which may set it too)."""
+        conf = {}
+        if self.idle_poll_interval is not None:
+            conf[POLLING_DELAY] = f"{round(durations.seconds(self.idle_poll_interval) * 1000)}ms"
+        return {**conf, **self.spec.spark_conf}
 
     def source_pipelines(self) -> set[str]:
         """The other pipelines whose tables this one's outputs read."""
@@ -176,5 +188,5 @@ def _load_pipeline(settings: Settings, name: str) -> Pipeline:
                 raise ConfigError(f"{resolved.source}: key 'files.{key}' names '{entry}', which is neither a layer nor a "
                                   f"table of this pipeline ({', '.join(sorted(names))})")  # fmt: skip
     return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout, sources, resolved.suite,
-                    settings.streaming.max_bytes_per_trigger)
+                    settings.streaming.max_bytes_per_trigger, settings.streaming.idle_poll_interval)
 

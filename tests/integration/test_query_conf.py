@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.engine import runner
-from pipelines.model.project import load_project
+from pipelines.model.project import POLLING_DELAY, load_project
 from pipelines.platform import kafka_admin
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -45,3 +45,21 @@ def test_a_pipelines_spark_conf_reaches_its_queries_alone(spark, domain_settings
             expected = value if q.name.startswith("customers.") else before[key]
             assert query_conf(q, key) == expected, f"{q.name}: {key}"
     assert {key: set_in_session(spark, key) for key in wanted} == before, "the session keeps its own settings"
+
+
+def test_every_query_waits_the_idle_poll_interval_when_its_source_has_nothing_new(spark, domain_settings):
+    """Spark's 10 ms made the five idle clickstream queries use ~0.46 of a core with a trigger interval of 0."""
+    project = load_project(domain_settings, ["clickstream"])
+    assert domain_settings.streaming.idle_poll_interval == "100ms"
+    kafka_admin.ensure_topic(domain_settings.kafka, project.pipeline("clickstream").topic)
+    before = set_in_session(spark, POLLING_DELAY)
+
+    queries = runner.start_all(spark, project, ["clickstream"], {"availableNow": True})
+    for q in queries:
+        q.awaitTermination()
+
+    assert len(queries) == 5
+    for q in queries:
+        assert query_conf(q, POLLING_DELAY) == "100ms", q.name
+        assert q._jsq.streamingQuery().pollingDelayMs() == 100, q.name  # noqa: SLF001 - what the query's loop sleeps
+    assert set_in_session(spark, POLLING_DELAY) == before

@@ -68,6 +68,19 @@ def test_silver_keeps_statistics_of_the_columns_lakepipe_reads_it_by(project):
     }
 
 
+def test_queries_start_with_the_idle_poll_interval_then_the_specs_own_settings(tmp_path):
+    customers = spec("customers")
+    polled = settings_with(tmp_path, {"customers": customers, "clickstream": spec("clickstream")})
+    p = load_project(polled, ["customers"]).pipeline("customers")
+    assert p.query_conf() == {"spark.sql.streaming.pollingDelay": "100ms", **customers["spark_conf"]}
+    text = (tmp_path / "t.yaml").read_text()
+    (tmp_path / "t.yaml").write_text(text + "streaming: {idle_poll_interval: 0.5 seconds}\n")
+    assert load_project(load_settings("t", tmp_path), ["customers"]).pipeline("customers").query_conf()[
+        "spark.sql.streaming.pollingDelay"] == "500ms"  # fmt: skip
+    (tmp_path / "t.yaml").write_text(text + "streaming: {idle_poll_interval: null}\n")
+    assert load_project(load_settings("t", tmp_path), ["customers"]).pipeline("customers").query_conf() == customers["spark_conf"]
+
+
 def test_owner_finds_a_pipeline_by_its_name_silver_or_quarantine(project):
     assert project.owner("iot").name == "iot"
     assert project.owner("payments_transactions").name == "payments"

@@ -47,7 +47,7 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
     query = query.queryName(name).option("checkpointLocation", checkpoint).trigger(**trigger)
     own = {NO_DATA_BATCHES: "false"} if isinstance(o.write, Upsert) and "processingTime" in trigger else {}
     # The pipeline's settings (where the platform takes them), then this query's: each read when it starts.
-    with session_confs(spark, p.spec.spark_conf, strict=False), session_confs(spark, own):
+    with session_confs(spark, p.query_conf(), strict=False), session_confs(spark, own):
         return query.start()
 
 
