@@ -71,13 +71,14 @@ def unique_topic():
 
 def write_conf(
     folder: Path, topic: str, env: str = "test", topics: dict[str, str] | None = None, catalog: bool = False,
-    extra: str = "", kafka_extra: str = "", **overrides: str,
+    extra: str = "", kafka_extra: str = "", one_query: bool = True, **overrides: str,
 ) -> Path:  # fmt: skip
     """A conf file for one test: its own lake root and topic, the local broker, fast triggers.
 
     `topic` is clickstream's; `topics` gives other pipelines theirs. The catalog is off unless `catalog` (the
     tests' shared Spark session keeps Spark's in-memory catalog; the catalog's own test turns it on). `extra` is
-    appended to the file (more top-level keys), `kafka_extra` to its `kafka:` section (indented lines).
+    appended to the file (more top-level keys), `kafka_extra` to its `kafka:` section (indented lines); not
+    `one_query`: a bronze query and a silver query reading bronze (`streaming.bronze_with_silver: false`).
     """
     folder.mkdir(parents=True, exist_ok=True)
     values = {
@@ -98,6 +99,7 @@ kafka:
 streaming:
   trigger_interval: {values['trigger']}
   watermark: {values['watermark']}
+  bronze_with_silver: {str(one_query).lower()}
 spark:
   master: local[2]
   shuffle_partitions: 2

@@ -244,8 +244,10 @@ def measure_pipeline(spark, settings: Settings, topics: Topics, rate: float, sec
     layout = project.pipeline("clickstream").layout
     bronze, silver = layout.bronze.path, layout.silver.path
     gold = [q for q in queries if ".gold." in q.name]
+    bronze_query = by_name.get("clickstream.bronze")  # none when one query writes bronze and silver
     out = measured(spark, settings.kafka, topic, rate, seconds, queries, lambda n: (
-        kafka_consumed(by_name["clickstream.bronze"], n) and delta_consumed(by_name["clickstream.silver"], bronze)
+        kafka_consumed(bronze_query or by_name["clickstream.silver"], n)
+        and (bronze_query is None or delta_consumed(by_name["clickstream.silver"], bronze))
         and all(delta_consumed(q, silver) for q in gold)))  # fmt: skip
     versions = sorted(set(file_versions(silver).values()))
     gold_ready = [ready_times(batch_ends(q), versions) for q in gold]

@@ -70,8 +70,11 @@ class Trial:
         """Backlog per stage once `sent_now` records of this trial are sent."""
         read = {name: _input_rows(q) for name, q in self.queries.items()}
         sent = self.start_index + sent_now
-        out = {"bronze": sent - read["clickstream.bronze"],
-               "silver": read["clickstream.bronze"] - read["clickstream.silver"]}  # fmt: skip
+        if "clickstream.bronze" in read:
+            out = {"bronze": sent - read["clickstream.bronze"],
+                   "silver": read["clickstream.bronze"] - read["clickstream.silver"]}  # fmt: skip
+        else:  # one query writes bronze and silver
+            out = {"bronze+silver": sent - read["clickstream.silver"]}
         for name, n in read.items():
             if ".gold." in name:
                 out[name.split(".gold.")[1]] = read["clickstream.silver"] - n

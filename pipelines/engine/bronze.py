@@ -57,11 +57,14 @@ def kafka_options(kafka: KafkaSettings) -> dict[str, str]:
 RIDE_OUT = {"fetchOffset.numRetries": str(2**31 - 1), "fetchOffset.retryIntervalMs": "5000"}
 
 
-def read_kafka_stream(spark: SparkSession, kafka: KafkaSettings, topic: str, ride_out: bool = False) -> DataFrame:
+def read_kafka_stream(
+    spark: SparkSession, kafka: KafkaSettings, topic: str, ride_out: bool = False, max_records: int | None = None
+) -> DataFrame:
+    """`topic` as a stream; at most `max_records` (else `kafka.max_offsets_per_trigger`) records per micro-batch."""
     reader = spark.readStream.format("kafka").options(**kafka_options(kafka), **(RIDE_OUT if ride_out else {}))
     reader = reader.option("subscribe", topic).option("startingOffsets", kafka.starting_offsets)
-    if kafka.max_offsets_per_trigger:
-        reader = reader.option("maxOffsetsPerTrigger", str(kafka.max_offsets_per_trigger))
+    if max_records or kafka.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_records or kafka.max_offsets_per_trigger))
     return reader.load()
 
 

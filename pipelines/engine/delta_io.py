@@ -46,11 +46,17 @@ def ensure_table(
     return True
 
 
-def read_stream(spark: SparkSession, path: str, max_bytes: str | None = None, skip_change_commits: bool = False) -> DataFrame:
+def read_stream(
+    spark: SparkSession, path: str, max_bytes: str | None = None, skip_change_commits: bool = False,
+    starting_version: int | None = None,
+) -> DataFrame:  # fmt: skip
     """The Delta table at `path` as a stream. `max_bytes` bounds what one micro-batch admits (Delta's soft
     `maxBytesPerTrigger`, also honoured by `availableNow`, which then drains a backlog in several batches);
-    `skip_change_commits`: commits that rewrite rows (a backfill's replaceWhere) are passed over."""
+    `skip_change_commits`: commits that rewrite rows (a backfill's replaceWhere) are passed over; `starting_version`:
+    the changes from that version on, not the whole table (a checkpoint that has begun overrides it)."""
     reader = spark.readStream.format("delta")
+    if starting_version is not None:
+        reader = reader.option("startingVersion", str(starting_version))
     if max_bytes:
         reader = reader.option("maxBytesPerTrigger", max_bytes)
     if skip_change_commits:

@@ -1,5 +1,8 @@
 """Run pipelines: start the bronze, silver and gold queries of each, continuously or once.
 
+With `streaming.bronze_with_silver` (the default) one query, named `<pipeline>.silver`, reads Kafka and writes
+both bronze and silver (`pipelines.engine.bronze_silver`); the bronze stage then has no query of its own.
+
 - Continuous: all queries run together with a processing-time trigger until interrupted (Ctrl-C or
   SIGTERM stop them cleanly) or until one fails, which stops the others and names the failed query.
 - Once (`--once`): Trigger.AvailableNow, stage by stage (bronze, then silver, then gold), so one run
@@ -22,11 +25,11 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from pipelines.engine import kafka_gaps
+from pipelines.engine import bronze_silver, kafka_gaps
 from pipelines.engine.bronze import start_bronze
 from pipelines.engine.gold.outputs import inline_rebuilds, retire_inline_queries, start_output
 from pipelines.engine.pii import Privacy, privacy_of
-from pipelines.engine.silver import start_silver
+from pipelines.engine.silver import SilverBatchWriter, start_silver
 from pipelines.engine.tables import apply_file_properties, create_tables
 from pipelines.errors import (
     ChangeRefusedError,
@@ -159,34 +162,71 @@ def start_all(spark: SparkSession, project: Project, names: Sequence[str], trigg
 def _stages(
     spark: SparkSession, project: Project, names: Sequence[str], trigger: dict, past_gaps: set[str] = frozenset()
 ) -> list[list[Callable[[], StreamingQuery]]]:
-    """The queries of the pipelines `names`, by stage (bronze, silver, outputs, outputs reading other tables), unstarted."""
+    """The queries of the pipelines `names`, by stage (bronze, silver, outputs, outputs reading other tables), unstarted;
+    with bronze and silver in one query, it is in the silver stage."""
     pipelines = [project.pipeline(n) for n in names]
     protect = {p.name: privacy_of(p, project.settings) for p in pipelines}  # a missing pii salt: before anything starts
     for p in pipelines:
         kafka_admin.require_topic(project.settings.kafka, p.topic)
         apply_file_properties(spark, p, create_tables(spark, project, p))
         retire_inline_queries(spark, p)
+    # before a bronze query runs: where a silver query reading bronze starts after bronze and silver in one query
+    sources = {p.name: bronze_silver.to_two_queries(spark, p.name, p.layout.checkpoints, p.layout.checkpoint("bronze"),
+                                                    p.layout.bronze.path) for p in pipelines if not p.bronze_with_silver}  # fmt: skip
     return [
-        [lambda p=p: _bronze(spark, project.settings, p, trigger, p.name in past_gaps) for p in pipelines],
-        [lambda p=p: _silver(spark, p, trigger, protect[p.name]) for p in pipelines],
+        [lambda p=p: _bronze(spark, project.settings, p, trigger, p.name in past_gaps) for p in pipelines
+         if not p.bronze_with_silver],
+        [lambda p=p: _silver(spark, project.settings, p, trigger, protect[p.name], p.name in past_gaps, sources.get(p.name))
+         for p in pipelines],
         [lambda p=p, o=o: start_output(spark, p, o, trigger) for p in pipelines for o in p.spec.outputs
          if not o.derived and not o.inline],  # fmt: skip
         [lambda p=p, o=o: start_output(spark, p, o, trigger) for p in pipelines for o in p.spec.outputs if o.derived],
     ]
 
 
+def _kafka(settings: Settings, past_gap: bool) -> KafkaSettings:
+    return dataclasses.replace(settings.kafka, fail_on_data_loss=False) if past_gap else settings.kafka
+
+
 def _bronze(spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict, past_gap: bool = False) -> StreamingQuery:
     layout = p.layout
     name = f"{p.name}.bronze"
-    kafka = dataclasses.replace(settings.kafka, fail_on_data_loss=False) if past_gap else settings.kafka
     with session_confs(spark, p.query_conf(), strict=False):
-        return start_bronze(spark, kafka, p.topic, layout.bronze.path, layout.checkpoint("bronze"), trigger, name)
+        return start_bronze(spark, _kafka(settings, past_gap), p.topic, layout.bronze.path, layout.checkpoint("bronze"),
+                            trigger, name)  # fmt: skip
 
 
-def _silver(spark: SparkSession, p: Pipeline, trigger: dict, privacy: Privacy) -> StreamingQuery:
+def _silver(
+    spark: SparkSession, settings: Settings, p: Pipeline, trigger: dict, privacy: Privacy, past_gap: bool = False,
+    source: dict | None = None,
+) -> StreamingQuery:  # fmt: skip
+    """The silver query: reading Kafka and writing bronze too (`bronze_with_silver`), else reading bronze from
+    `source` (`bronze_silver.to_two_queries`). Either takes over where the other mode left off."""
+    layout, name = p.layout, f"{p.name}.silver"
+    if p.bronze_with_silver:
+        if bronze_silver.needs_catch_up(spark, layout.checkpoints, layout.checkpoint("bronze")):
+            _catch_up(spark, settings, p, privacy, past_gap)
+        bronze_silver.mark_one_query(spark, layout.checkpoints)
+        checkpoint = layout.checkpoint("bronze")
+        writer = SilverBatchWriter(p.contract, p.spec, layout, checkpoint, p.suite, name, inline_rebuilds(p), privacy)
+        with session_confs(spark, p.query_conf(), strict=False):
+            return bronze_silver.start_bronze_silver(spark, _kafka(settings, past_gap), p.topic, layout.bronze.path,
+                                                     checkpoint, trigger, name, writer)  # fmt: skip
+    source = source or {}
     with session_confs(spark, p.query_conf(), strict=False):
-        return start_silver(spark, p.contract, p.spec, p.layout, trigger, f"{p.name}.silver", p.suite,
-                            inline_rebuilds(p), privacy, p.max_bytes_per_trigger)  # fmt: skip
+        return start_silver(spark, p.contract, p.spec, layout, trigger, name, p.suite, inline_rebuilds(p), privacy,
+                            p.max_bytes_per_trigger, source.get("from_version"), bronze_silver.bronze_filter(source))  # fmt: skip
+
+
+def _catch_up(spark: SparkSession, settings: Settings, p: Pipeline, privacy: Privacy, past_gap: bool) -> None:
+    """Before bronze and silver run as one query: finish a bronze micro-batch a bronze query left unfinished, then
+    let silver take what bronze holds and it has not, both AvailableNow."""
+    once = {"availableNow": True}
+    if bronze_silver.unfinished_batch(spark, p.layout.checkpoint("bronze")):
+        _await_all([_bronze(spark, settings, p, once, past_gap)], RunResult())
+    two = dataclasses.replace(p, bronze_with_silver=False)
+    _await_all([_silver(spark, settings, two, once, privacy, source=bronze_silver.read_source(spark, p.layout.checkpoints))],
+               RunResult())  # fmt: skip
 
 
 STOP_TIMEOUT_S = 30  # a query's stop waits this long for its running micro-batch (Spark's default: for ever)
@@ -307,8 +347,9 @@ def raise_if_failed(q: StreamingQuery, queries: list[StreamingQuery]) -> None:
     if (full := disk_full_message(f"{text}\n{getattr(exc, '_stackTrace', '')}")) is not None:
         raise DiskFullError(f"query '{q.name}': {full}")
     summary = error_summary(text)
-    gone = kafka_gaps.data_loss_error(q.name.split(".")[0], summary) if q.name.endswith(".bronze") else None
-    if gone is None and q.name.endswith(".bronze") and "org.apache.kafka.common.errors.TimeoutException" in summary:
+    reads_kafka = q.name.endswith((".bronze", ".silver"))  # silver: with bronze in one query
+    gone = kafka_gaps.data_loss_error(q.name.split(".")[0], summary) if reads_kafka else None
+    if gone is None and reads_kafka and "org.apache.kafka.common.errors.TimeoutException" in summary:
         raise KafkaUnreachableError(
             f"query '{q.name}' stopped: Kafka did not answer within the Kafka source's retries "
             f"({summary.split('TimeoutException: ')[-1]}): start the broker (`lakepipe up`) or fix "

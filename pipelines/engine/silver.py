@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
@@ -198,9 +198,11 @@ class SilverBatchWriter:
         self.horizon_s = int(durations.seconds(spec.dedup_horizon))
         self._query_id: str | None = None
         self._appender: BatchAppender | None = None
-        self._pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="silver-write")  # 4 appends, 2 SCD refreshes
+        self._pool = ThreadPoolExecutor(max_workers=7, thread_name_prefix="silver-write")  # 4 appends, 2 SCD refreshes, bronze
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+    def __call__(self, batch: DataFrame, batch_id: int, alongside: Callable[[DataFrame], object] | None = None) -> None:
+        """Write micro-batch `batch_id`; `alongside` (bronze's append, when one query writes both) gets the batch as
+        kept in memory and runs beside the batch's classification; the batch ends when both have."""
         spark = batch.sparkSession
         if self._appender is None:
             self._query_id = checkpoint_query_id(spark, self.checkpoint)
@@ -209,6 +211,7 @@ class SilverBatchWriter:
         keys = self.spec.dedup_keys
         event_time = self.contract.field(self.spec.event_time)
         raw = batch.persist(StorageLevel.MEMORY_AND_DISK)  # read from bronze once (and counted once by Spark)
+        side = self._pool.submit(alongside, raw) if alongside is not None else None
         for w in self.rebuilds:  # their replaceWhere needs the table's state: computed while the batch is classified
             warm_state(spark, w.path)
         classified = None
@@ -218,7 +221,8 @@ class SilverBatchWriter:
             skip = self.spec.tombstones == "skip"
             classified = classify_validated(validated, existing, keys, skip).persist(StorageLevel.MEMORY_AND_DISK)
             counts, rule_counts, checked = self._count(classified)
-            raw.unpersist()
+            if side is None:
+                raw.unpersist()
             silver = to_silver_rows(classified, self.contract, self.spec)
             results, failures, deferred = self._check_quality(classified, silver, counts[SILVER], batch_id, rule_counts, checked)
             append = self._appender.append
@@ -250,6 +254,8 @@ class SilverBatchWriter:
             for done in others:
                 done.result()  # the first failure fails the batch; a re-run skips what was written
         finally:
+            if side is not None:
+                side.result()
             raw.unpersist()
             if classified is not None:
                 classified.unpersist()
@@ -364,14 +370,17 @@ def refresh_inline(
 def start_silver(
     spark: SparkSession, contract: Contract, spec: PipelineSpec, layout: PipelineLayout, trigger: dict, name: str,
     suite: QualitySuite | None = None, rebuilds: Sequence[RebuildWriter] = (), privacy: Privacy = Privacy(),
-    max_bytes: str | None = None,
+    max_bytes: str | None = None, starting_version: int | None = None, keep: Column | None = None,
 ) -> StreamingQuery:  # fmt: skip
-    """The silver query; `rebuilds` are the pipeline's inline outputs, refreshed after each micro-batch's writes;
-    `privacy` protects the contract's pii fields in what it writes; `max_bytes` bounds what a micro-batch takes
-    of bronze (so that one catching up on a backlog fits in memory)."""
+    """The silver query reading bronze; `rebuilds` are the pipeline's inline outputs, refreshed after each
+    micro-batch's writes; `privacy` protects the contract's pii fields in what it writes; `max_bytes` bounds what a
+    micro-batch takes of bronze (so that one catching up on a backlog fits in memory); `starting_version` and `keep`:
+    bronze's changes from that version on, and only its rows where `keep` holds (after bronze and silver in one
+    query, `pipelines.engine.bronze_silver`)."""
     checkpoint = layout.checkpoint("silver")
+    bronze = read_stream(spark, layout.bronze.path, max_bytes, starting_version=starting_version)
     return (
-        read_stream(spark, layout.bronze.path, max_bytes)
+        (bronze if keep is None else bronze.where(keep))
         .writeStream.queryName(name)
         .foreachBatch(SilverBatchWriter(contract, spec, layout, checkpoint, suite, name, rebuilds, privacy))
         .option("checkpointLocation", checkpoint)

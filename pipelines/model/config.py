@@ -100,6 +100,10 @@ class StreamingSettings:
     # idle clickstream queries use ~0.46 of a core (0.14 at 100 ms). Adds up to this much latency per layer when idle;
     # null: Spark's own.
     idle_poll_interval: str | None = "100ms"
+    # One query reads Kafka and writes both bronze and silver (`pipelines.engine.bronze_silver`): silver a micro-batch
+    # sooner and one query fewer; bronze's rows readable with the batch's bronze commit. false: a bronze query, and
+    # a silver query reading bronze's table.
+    bronze_with_silver: bool = True
 
     def __post_init__(self) -> None:
         for name in ("trigger_interval", "watermark"):

@@ -39,6 +39,7 @@ class Pipeline:
     suite: QualitySuite | None = None
     max_bytes_per_trigger: str | None = None  # of each micro-batch reading a Delta table (environment's streaming)
     idle_poll_interval: str | None = None  # the environment's streaming.idle_poll_interval
+    bronze_with_silver: bool = False  # the environment's streaming.bronze_with_silver: one query writes both
 
     @property
     def name(self) -> str:
@@ -188,5 +189,6 @@ def _load_pipeline(settings: Settings, name: str) -> Pipeline:
                 raise ConfigError(f"{resolved.source}: key 'files.{key}' names '{entry}', which is neither a layer nor a "
                                   f"table of this pipeline ({', '.join(sorted(names))})")  # fmt: skip
     return Pipeline(spec, resolved.contract, resolved.functions, topic, watermark, layout, sources, resolved.suite,
-                    settings.streaming.max_bytes_per_trigger, settings.streaming.idle_poll_interval)
+                    settings.streaming.max_bytes_per_trigger, settings.streaming.idle_poll_interval,
+                    settings.streaming.bronze_with_silver)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from pyspark.sql import types as T
 
+from pipelines.engine.bronze_silver import SOURCE_FILE
 from pipelines.engine.silver import silver_schema
 from pipelines.model.project import Pipeline
 from pipelines.ops.status import local_path
@@ -144,8 +145,8 @@ def silver_verdicts(p: Pipeline, current: T.StructType | None, built: dict | Non
     for field in old.keys() - new.keys():
         found.append(Verdict(name, COMPATIBLE, f"column {field} is no longer in the contract: it stays, null from now on"))
     if built is not None and started:
-        aside = f"move {p.layout.checkpoint('silver')} aside and give the pipeline a new events_table: the new silver is " \
-                "built from all of bronze"
+        aside = f"move {p.layout.checkpoint('silver')} and {p.layout.checkpoints}/{SOURCE_FILE} aside (those that exist) " \
+                "and give the pipeline a new events_table: the new silver is built from all of bronze"
         for key, what in (("dedup_key", "dedup key"), ("event_time", "event time")):
             now = identity(p)[key]
             if built.get(key) != now:
@@ -210,5 +211,6 @@ def plan(p: Pipeline) -> list[Verdict]:
     """Every table's verdict for pipeline `p` (local lakes; elsewhere what the record alone tells)."""
     built = recorded(p)
     silver_cp = local_path(p.layout.checkpoint("silver"))
-    started = silver_cp is not None and (silver_cp / "offsets").is_dir()
+    source = local_path(f"{p.layout.checkpoints}/{SOURCE_FILE}")  # bronze and silver in one query: it reads Kafka
+    started = silver_cp is not None and (silver_cp / "offsets").is_dir() or source is not None and source.is_file()
     return silver_verdicts(p, table_schema(p.layout.silver.path), built, started) + output_verdicts(p, built)

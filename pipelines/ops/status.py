@@ -157,14 +157,17 @@ def pipeline_status(settings: Settings, p: Pipeline, now_ms: float | None = None
         start = committed.get(part, low) if committed is not None else (low if earliest else high)
         partitions.append(PartitionLag(part, high, start, max(high - start, 0)))
     waiting = kafka_admin.record_times(settings.kafka, p.topic, {x.partition: x.committed for x in partitions if x.lag})
-    silver_since = waiting_since(p.layout.checkpoint("silver"), p.layout.bronze.path)
-    since = {p.layout.bronze.name: min(waiting.values(), default=None), p.layout.silver.name: silver_since}
+    bronze_since = min(waiting.values(), default=None)
+    # with bronze and silver in one query, silver waits for what bronze waits for, and its checkpoint is bronze's
+    silver_checkpoint = p.layout.checkpoint("bronze" if p.bronze_with_silver else "silver")
+    silver_since = bronze_since if p.bronze_with_silver else waiting_since(silver_checkpoint, p.layout.bronze.path)
+    since = {p.layout.bronze.name: bronze_since, p.layout.silver.name: silver_since}
     for o in p.spec.outputs:
         source = p.source_layout(o).silver.path
         since[o.name] = silver_since if o.inline else waiting_since(output_checkpoint(p, o), source)
-    checkpoints = {p.layout.bronze.name: p.layout.checkpoint("bronze"), p.layout.silver.name: p.layout.checkpoint("silver")}
+    checkpoints = {p.layout.bronze.name: p.layout.checkpoint("bronze"), p.layout.silver.name: silver_checkpoint}
     for o in p.spec.outputs:  # an inline output (SCD) is written by the silver query
-        checkpoints[o.name] = p.layout.checkpoint("silver") if o.inline else output_checkpoint(p, o)
+        checkpoints[o.name] = silver_checkpoint if o.inline else output_checkpoint(p, o)
     event_time = {p.layout.bronze.name: "kafka_timestamp", p.layout.silver.name: p.spec.event_time}
     slo = p.spec.slo
     tables = []

@@ -205,7 +205,7 @@ def test_a_bronze_backfill_beside_the_running_stream_loads_only_what_the_stream_
     send(settings, events[:300])  # before the stream: only a backfill can load these
     project = load_project(settings, ["clickstream"])
     queries = runner.start_all(spark, project, ["clickstream"], {"processingTime": "1 second"})
-    bronze = next(q for q in queries if q.name == "clickstream.bronze")
+    bronze = next(q for q in queries if q.name == "clickstream.silver")  # the one query writing bronze and silver
     try:
         while not bronze.recentProgress:
             bronze.awaitTermination(0.5)

@@ -3,7 +3,8 @@
 `streaming.max_bytes_per_trigger` bounds what silver takes of bronze, and each gold query of silver, per
 micro-batch, also in a `--once` run (`availableNow`). With a bound below one bronze file, silver runs one batch per
 bronze file (bronze takes 300 records per batch, in a file per Kafka partition), every gold query more than one,
-and every table still holds every event exactly once.
+and every table still holds every event exactly once. Silver reads bronze's table with two queries
+(`streaming.bronze_with_silver: false`); in one query it takes what bronze takes (test_bronze_with_silver).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ FAULTS = FaultRates(exact_duplicate=0.04, conflicting_duplicate=0.03, malformed=
 
 
 def test_a_backlog_drains_in_bounded_batches_exactly_once(spark, domain_settings):
-    streaming = dataclasses.replace(domain_settings.streaming, max_bytes_per_trigger="1k")
+    streaming = dataclasses.replace(domain_settings.streaming, max_bytes_per_trigger="1k", bronze_with_silver=False)
     kafka = dataclasses.replace(domain_settings.kafka, max_offsets_per_trigger=300)  # bronze: a file per 300 records
     settings = dataclasses.replace(domain_settings, file=dataclasses.replace(domain_settings.file, streaming=streaming,
                                                                              kafka=kafka))

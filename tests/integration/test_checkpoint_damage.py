@@ -31,7 +31,8 @@ def test_a_damaged_checkpoint_file_is_named_and_repaired_where_safe(spark, tmp_p
     publish(gen, sink, count=200)
     sink.close()
     run_once(spark, settings, ["clickstream"])
-    bronze_cp, silver_cp = Path(p.layout.checkpoint("bronze")), Path(p.layout.checkpoint("silver"))
+    assert p.bronze_with_silver, "one query writes bronze and silver: its checkpoint is bronze's"
+    bronze_cp = silver_cp = Path(p.layout.checkpoint("bronze"))
     count = spark.read.format("delta").load(p.layout.bronze.path).count
     assert count() == 200
 
@@ -46,7 +47,7 @@ def test_a_damaged_checkpoint_file_is_named_and_repaired_where_safe(spark, tmp_p
     assert code == 0 and f"{commit} was damaged" in out and f"batch {commit.name} runs again" in out, out
     assert not commit.exists() and list((bronze_cp / "_damaged").iterdir())
 
-    # 2. an offsets file of silver's next batch, damaged before it wrote anything: set aside, planned again
+    # 2. an offsets file of the next batch, damaged before it wrote anything: set aside, planned again
     planned = silver_cp / "offsets" / str(int(newest(silver_cp / "offsets").name) + 1)
     planned.write_bytes(b"v1\n\xff\xfe")
     code, _, err = lakepipe_code(capsys, conf, "run", "clickstream", "--once")
@@ -74,7 +75,7 @@ def test_a_damaged_checkpoint_file_is_named_and_repaired_where_safe(spark, tmp_p
     last.write_text("")
     code, out, _ = lakepipe_code(capsys, conf, "repair", "clickstream")
     assert code == 2 and last.exists(), out
-    assert f"{last} is damaged (empty); not touched: {p.layout.bronze.path} holds a write of batch {last.name}" in out
+    assert f"{last} is damaged (empty); not touched: " in out and f" holds a write of batch {last.name}" in out, out
     code, _, err = lakepipe_code(capsys, conf, "run", "clickstream", "--once")
     assert code == 2 and "`lakepipe repair clickstream` cannot set it aside safely" in err, err
 
@@ -109,8 +110,8 @@ def test_the_files_spark_writes_are_read_as_intact(spark, test_settings):
     run_once(spark, test_settings, ["clickstream"])
     root = Path(test_settings.checkpoints_root)
     files = [f for f in root.rglob("*") if f.is_file() and f.parent.name in ("offsets", "commits") and f.name.isdigit()]
-    assert len(files) >= 10  # bronze, silver and three gold queries
+    assert len(files) >= 8  # bronze and silver's query and three gold queries
     assert [str(f) for f in files if file_problem(f, f.parent.name)] == []
     queries = {f.parent.parent for f in files}
-    assert len(queries) == 5 and all(file_problem(q / "metadata", "metadata") is None for q in queries)
+    assert len(queries) == 4 and all(file_problem(q / "metadata", "metadata") is None for q in queries)
     assert json.loads((root / "clickstream" / "bronze" / "metadata").read_text())["id"]

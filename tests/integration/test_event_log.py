@@ -24,7 +24,7 @@ def test_every_batch_start_and_stop_once_in_few_commits(spark, tmp_path, unique_
     gen = ClickstreamGenerator(seed=8, start=dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC), events_per_second=5)
     events = gen.events()
     p = pipeline(test_settings, "clickstream")
-    queries = {"clickstream.bronze", "clickstream.silver", *[f"clickstream.{o.layer}.{o.name}" for o in p.spec.outputs]}
+    queries = {"clickstream.silver", *[f"clickstream.{o.layer}.{o.name}" for o in p.spec.outputs]}  # bronze: with silver
     table = events_table(test_settings)
     seen: set[str] = set()
     for sent in (200, 150):
@@ -47,7 +47,7 @@ def test_every_batch_start_and_stop_once_in_few_commits(spark, tmp_path, unique_
             layer = q.split(".")[1]
             assert all(r.pipeline == "clickstream" and r.layer == layer and r.error is None for r in mine), q
     assert log.where("run_id = 'old'").count() == 0, "rows past the retention are deleted"
-    bronze = log.where("query_name = 'clickstream.bronze' AND event = 'batch'").collect()
+    bronze = log.where("query_name = 'clickstream.silver' AND event = 'batch'").collect()  # reads Kafka, writes bronze
     assert sum(r.input_rows for r in bronze) == 350, "each bronze micro-batch once, with its rows"
     newest = max(bronze, key=lambda r: r.event_time)
     assert newest.lag_records == 0 and p.topic in newest.end_offsets and newest.durations_ms["triggerExecution"] > 0

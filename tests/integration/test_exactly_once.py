@@ -103,8 +103,13 @@ def test_sigkill_loses_and_duplicates_nothing(spark, tmp_path, unique_topic, kaf
     publish(gen.events(), KafkaSink(settings.kafka, unique_topic, Tally()), count=50)
     ctrl_c_log = tmp_path / "ctrl-c.log"
     proc = start_pipeline(conf, ctrl_c_log)
+    batches = Path(p.layout.checkpoint("bronze")) / "commits"  # of the one query writing bronze and silver
     try:
+        ended = len(list(batches.glob("[0-9]*")))
         wait_for_new_commit(tables / "silver/clickstream_events", proc)
+        deadline = time.monotonic() + 120
+        while len(list(batches.glob("[0-9]*"))) == ended and time.monotonic() < deadline:  # the micro-batch ends
+            time.sleep(0.1)
         running = run_state(p.layout.checkpoints)
         assert running.running and running.pid == proc.pid, running
         # a continuous run names Spark's UI once; its Prometheus servlet has each query's streaming metrics
@@ -119,4 +124,4 @@ def test_sigkill_loses_and_duplicates_nothing(spark, tmp_path, unique_topic, kaf
             os.killpg(proc.pid, signal.SIGKILL)
     assert run_state(p.layout.checkpoints).since_ms is None, "a run stopped with Ctrl-C leaves no marker"
     output = ctrl_c_log.read_text()
-    assert "clickstream.bronze: 50 rows" in output, output[-3000:]
+    assert "clickstream.silver: 50 rows" in output, output[-3000:]

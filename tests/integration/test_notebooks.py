@@ -66,7 +66,7 @@ def test_every_notebook_runs_against_a_real_run(spark, domain_settings, monkeypa
             if name == "clickstream_quickstart.ipynb":
                 assert "clickstream_events_quarantine" in text and "invalid_json" in text, text[-2000:]
             if name == "operations.ipynb":
-                assert "clickstream.silver" in text and "payments.bronze" in text, text[-2000:]
+                assert "clickstream.silver" in text and "payments.silver" in text, text[-2000:]  # bronze: with silver
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

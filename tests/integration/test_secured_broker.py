@@ -65,7 +65,7 @@ def test_a_pipeline_and_the_simulator_run_through_sasl_ssl_and_the_password_show
         assert f"delivered {EVENTS}" in sent.stdout, sent.stdout
         ran = lakepipe(*conf, "run", "clickstream", "--once", env=env, timeout=600)
         assert ran.returncode == 0, ran.stdout + ran.stderr[-3000:]
-        assert f"clickstream.bronze: {EVENTS} rows" in ran.stdout, ran.stdout
+        assert f"clickstream.silver: {EVENTS} rows" in ran.stdout, ran.stdout  # bronze's and silver's query
         # Spark's log and the Python workers' output went to the run's log file: at most the JVM's start-up notice
         assert len([ln for ln in ran.stderr.splitlines() if "incubator modules" not in ln]) == 0, ran.stderr[-3000:]
         bronze = spark.read.format("delta").load(f"{settings.tables_root}/bronze/clickstream_events_raw")

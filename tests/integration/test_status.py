@@ -79,7 +79,7 @@ def test_slo_breaches_decide_the_exit_code(spark, tmp_path, unique_topic, kafka)
     shutil.copytree(PROJECT_DIR / "conf" / "pipelines", specs)
     with open(specs / "clickstream.yaml", "a", encoding="utf-8") as f:
         f.write("slo: {bronze: 2 seconds, silver: 2 seconds, gold: 1 hour, lag_records: 100}\n")
-    conf = write_conf(tmp_path / "conf", unique_topic, specs=specs)
+    conf = write_conf(tmp_path / "conf", unique_topic, specs=specs, one_query=False)  # bronze alone, below
     settings = load_settings("test", conf)
     cli = ("status", "clickstream", "--env", "test", "--conf-dir", str(conf))
     gen = ClickstreamGenerator(seed=6, start=dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC), events_per_second=5)

@@ -23,6 +23,7 @@ def test_defaults_put_tables_and_checkpoints_under_the_lake_root(tmp_path):
     assert s.streaming.watermark == "10 minutes"
     assert s.streaming.max_bytes_per_trigger == "16m"
     assert s.streaming.idle_poll_interval == "100ms"
+    assert s.streaming.bronze_with_silver is True
 
 
 @pytest.mark.parametrize("text, size", [("16m", 16 << 20), ("512K", 512 << 10), ("1 gb", 1 << 30), ("4096", 4096)])
@@ -50,6 +51,7 @@ def test_env_variable_selects_the_file(tmp_path, monkeypatch):
         ("streaming:\n  max_bytes_per_trigger: 0m\n", "'0m' is not a size"),
         ("streaming:\n  idle_poll_interval: soon\n", "'soon' is not a duration"),
         ("streaming:\n  idle_poll_interval: 0 ms\n", "idle_poll_interval: '0 ms' is under 1 ms"),
+        ("streaming:\n  bronze_with_silver: yes please\n", "key 'streaming.bronze_with_silver' must be true or false"),
         ("kafka: [\n", "is not valid YAML"),
         ("catalog:\n  metastore: hive\n", "catalog.metastore must be 'local' or 'session', not 'hive'"),
         ("catalog:\n  schema_prefix: lake-pipe\n", "catalog.schema_prefix must be letters, digits and _"),
