@@ -220,7 +220,7 @@ class SilverBatchWriter:
             validated = validate(raw, self.contract, self.suite)
             skip = self.spec.tombstones == "skip"
             classified = classify_validated(validated, existing, keys, skip).persist(StorageLevel.MEMORY_AND_DISK)
-            counts, rule_counts, checked = self._count(classified)
+            counts, rule_counts, checked, touched = self._count(classified)
             if side is None:
                 raw.unpersist()
             silver = to_silver_rows(classified, self.contract, self.spec)
@@ -247,7 +247,8 @@ class SilverBatchWriter:
             others = [self._pool.submit(w) for w in writes]
             try:
                 silver_written.result()
-                refresh_inline(spark, self.rebuilds, self.privacy.silver(classified), self._pool)  # as soon as silver holds the batch
+                if any(touched.values()):  # as soon as silver holds the batch
+                    rebuild_all(spark, self.rebuilds, touched, self._pool)
             finally:
                 for done in others:
                     done.exception()  # every write has ended before the cached batch is dropped
@@ -285,15 +286,20 @@ class SilverBatchWriter:
             return False
         return silver.where(F.col("event_date").isin(days)).join(rows.select(*keys), keys, "left_semi").limit(1).count() > 0
 
-    def _count(self, classified: DataFrame) -> tuple[dict[str, int], list[int], int]:
-        """Rows per outcome, rows breaking each row rule, and rows the rules were checked on: one pass."""
+    def _count(self, classified: DataFrame) -> tuple[dict[str, int], list[int], int, dict[str, list]]:
+        """Rows per outcome, rows breaking each row rule, rows the rules were checked on, and the values of each
+        inline output's key to refresh (`touched_values`): one pass."""
         rules = self.suite.row_rules if self.suite else ()
         column = {"quarantine": "reasons", "warn": WARNINGS, "drop": DROPPED, "fail": FAILED}
         aggs = [F.count(F.when(F.col(OUTCOME) == o, 1)).alias(o) for o in OUTCOMES]
         aggs += [F.count(F.when(F.array_contains(column[r.action], r.name), 1)).alias(f"_r{i}") for i, r in enumerate(rules)]
+        keys = sorted({w.key for w in self.rebuilds})
+        aggs += [touched_values(k).alias(f"_k{i}") for i, k in enumerate(keys)]
         parsed = ~F.array_contains("reasons", "invalid_json") & ~F.array_contains("reasons", "not_an_object")
-        row = classified.agg(*aggs, F.count(F.when(parsed, 1)).alias("_checked")).first()
-        return {o: row[o] for o in OUTCOMES}, [row[f"_r{i}"] for i in range(len(rules))], row["_checked"]
+        frame = self.privacy.silver(classified) if keys else classified  # key values as silver stores them
+        row = frame.agg(*aggs, F.count(F.when(parsed, 1)).alias("_checked")).first()
+        touched = {k: list(row[f"_k{i}"]) for i, k in enumerate(keys)}
+        return {o: row[o] for o in OUTCOMES}, [row[f"_r{i}"] for i in range(len(rules))], row["_checked"], touched
 
     def _check_quality(
         self, classified: DataFrame, silver: DataFrame, silver_rows: int, batch_id: int, rule_counts: list[int], checked: int
@@ -352,19 +358,24 @@ def _result_row(b: RuleResult) -> ResultRow:
                      b.observed_value)  # fmt: skip
 
 
+def touched_values(key: str) -> Column:
+    """The aggregate of the values of `key` whose inline output rows a batch refreshes: those of its valid records,
+    first copies and exact re-sends alike, so that a batch re-run after a crash between its silver append and the
+    refresh (its rows then all re-sends of what it appended) still refreshes them."""
+    return F.collect_set(F.when(F.col(OUTCOME).isin(SILVER, EXACT_DUPLICATE), F.col(key)))
+
+
 def refresh_inline(
     spark: SparkSession, rebuilds: Sequence[RebuildWriter], classified: DataFrame, pool: ThreadPoolExecutor | None = None
 ) -> None:  # fmt: skip
-    """Recompute the inline outputs (SCD tables) for every key value of the batch's valid records: first copies
-    and exact re-sends alike, so that a batch re-run after a crash between its silver append and this refresh (its
-    rows then all re-sends of what it appended) still refreshes them. Side by side, each one Delta commit; outputs
-    of the same key read silver's rows of the batch's keys once."""
+    """Recompute the inline outputs (SCD tables) for every key value of the batch's valid records (`touched_values`).
+    Side by side, each one Delta commit; outputs of the same key read silver's rows of the batch's keys once."""
     if not rebuilds:
         return
     keys = sorted({w.key for w in rebuilds})
-    rows = classified.where(F.col(OUTCOME).isin(SILVER, EXACT_DUPLICATE)).select(*keys).distinct().collect()
-    if rows:
-        rebuild_all(spark, rebuilds, {k: [r[k] for r in rows] for k in keys}, pool)
+    row = classified.agg(*[touched_values(k).alias(k) for k in keys]).first()
+    if any(row[k] for k in keys):
+        rebuild_all(spark, rebuilds, {k: list(row[k]) for k in keys}, pool)
 
 
 def start_silver(

@@ -55,7 +55,8 @@ class BatchValidator:
 
     def validate(self, df: DataFrame, rows: int | None = None, engine: str | None = None) -> list[RuleResult]:
         """The batch rules' results on `df`; `rows` (its row count, when known) lets a small batch go to the
-        pandas engine. `engine` ("spark" or "pandas") forces one."""
+        pandas engine, and rules of the row count alone run without reading `df`. `engine` ("spark" or "pandas")
+        forces one."""
         if not self.suite.batch_rules:
             return []
         if engine is None:
@@ -63,7 +64,14 @@ class BatchValidator:
         data: Any = df
         if engine == "pandas":
             columns = needed_columns(self.suite.batch_rules, df.columns)
-            data = df.select(*columns).toPandas() if columns else df.selectExpr("1 AS _row").toPandas()
+            if columns:
+                data = df.select(*columns).toPandas()
+            elif rows is not None:  # rules of the row count alone: a frame of that many rows, without a Spark job
+                import pandas as pd
+
+                data = pd.DataFrame({"_row": pd.Series(1, index=range(rows), dtype="int8")})
+            else:
+                data = df.selectExpr("1 AS _row").toPandas()
         batch_definition, gx_suite = self._prepared(engine)
         result = batch_definition.get_batch(batch_parameters={"dataframe": data}).validate(gx_suite)
         by_name = {r.name: r for r in self.suite.batch_rules}

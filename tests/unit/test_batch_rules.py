@@ -70,3 +70,22 @@ def test_needed_columns() -> None:
                            rule("expect_column_pair_values_to_be_equal", column_A="a", column_B="b")), columns) == ["a", "b", "c"]  # fmt: skip
     assert needed_columns((rule("expect_compound_columns_to_be_unique", column_list=["d", "a"]),), columns) == ["a", "d"]
     assert needed_columns((rule("expect_table_columns_to_match_set", column_set=["a"]),), columns) == columns
+
+
+def test_row_count_rules_with_a_known_count_read_no_rows(spark) -> None:
+    """The customers suite's only batch rule is a row count: given the count, no Spark job reads the batch, and the
+    results are the Spark engine's (a non-empty batch, and an empty one that breaks the rule)."""
+    suite = load_suite(SCHEMAS / "customers" / "expectations.json")
+    assert {r.type for r in suite.batch_rules} == {"expect_table_row_count_to_be_between"}
+    validator = BatchValidator(suite)
+    sc = spark.sparkContext
+    for n in (37, 0):
+        df = spark.range(n).select(F.col("id").alias("customer_id"))
+        sc.setJobGroup(f"row-count-{n}", "row count")
+        try:
+            ours = _summary(validator.validate(df, rows=n))
+        finally:
+            sc.setLocalProperty("spark.jobGroup.id", None)
+        assert sc.statusTracker().getJobIdsForGroup(f"row-count-{n}") == []
+        assert ours == _summary(validator.validate(df, engine="spark"))
+        assert ours[0][1] is (n > 0)
