@@ -87,7 +87,7 @@ class PacedSender(threading.Thread):
             self.error = e
 
 
-def _ms(progress_timestamp: str) -> float:
+def progress_ms(progress_timestamp: str) -> float:
     return dt.datetime.fromisoformat(progress_timestamp.replace("Z", "+00:00")).timestamp() * 1000
 
 
@@ -98,7 +98,7 @@ def batch_ends(q: StreamingQuery) -> list[tuple[float, int, int]]:
         if not p.sources or not p.sources[0].endOffset:
             continue
         end = json.loads(p.sources[0].endOffset)
-        out.append((_ms(p.timestamp) + p.durationMs.get("triggerExecution", 0), end["reservoirVersion"], end["index"]))
+        out.append((progress_ms(p.timestamp) + p.durationMs.get("triggerExecution", 0), end["reservoirVersion"], end["index"]))
     return out
 
 
@@ -139,7 +139,7 @@ def latencies(spark, table: str, sent_col: str, since_ms: float, ready: dict[int
 
 def batch_profile(q: StreamingQuery, since_ms: float) -> dict:
     """Where a query's time went: its micro-batches with input since `since_ms`, median milliseconds per phase."""
-    batches = [p for p in q.recentProgress if p.numInputRows > 0 and _ms(p.timestamp) >= since_ms]
+    batches = [p for p in q.recentProgress if p.numInputRows > 0 and progress_ms(p.timestamp) >= since_ms]
     phases = sorted({k for p in batches for k in p.durationMs})
     median = lambda k: float(pd.Series([p.durationMs.get(k, 0) for p in batches]).median())  # noqa: E731
     return {"batches": len(batches), "rows_per_batch": round(sum(p.numInputRows for p in batches) / max(len(batches), 1)),

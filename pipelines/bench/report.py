@@ -92,10 +92,8 @@ def report(figures: list[Figure], info: dict, command: str, out_dir: Path, repea
                       + ", ".join(f"{k} {v:,}" for k, v in f.details["alone_records_per_s"].items())]
         if f.details.get("trials"):
             lines += ["", f"{f.name} trials (rate sent, sustained; per stage: growth of the backlog's troughs in records "
-                      "over the window, then its least-squares slope in records/s):", ""]
-            lines += [f"- {t['rate']:,}/s: {'sustained' if t['sustained'] else 'NOT sustained'}; "
-                      + ", ".join(f"{k} {t.get('trough_growth', {}).get(k, 0):+,} ({v:+,.0f}/s)" for k, v in t["slopes"].items())
-                      for t in f.details["trials"]]
+                      "over the window / the growth allowed, then the least-squares slope of its samples in records/s):", ""]
+            lines += [_trial_line(t) for t in f.details["trials"]]
         if f.details.get("files"):
             lines += _files_table(f.details["files"])
     text = "\n".join(lines)
@@ -105,3 +103,12 @@ def report(figures: list[Figure], info: dict, command: str, out_dir: Path, repea
     data = {"machine": info, "command": command, "figures": [asdict(f) | {"ratio": f.ratio} for f in figures]}
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(data, indent=2, default=str))
     return text
+
+
+def _trial_line(t: dict) -> str:
+    growth, allowed = t.get("trough_growth", {}), t.get("allowed_growth", {})
+    slopes = t["slopes"]
+    stages = ", ".join(f"{k} {growth.get(k, 0):+,}" + (f" / {allowed[k]:,}" if k in allowed else "")
+                       + (f" ({slopes[k]:+,.0f}/s)" if k in slopes else "") for k in growth or slopes)  # fmt: skip
+    old = "" if "sampled_sustained" not in t else f"; by 2 s samples (before session 24): {'sustained' if t['sampled_sustained'] else 'not'}"
+    return f"- {t['rate']:,}/s: {'sustained' if t['sustained'] else 'NOT sustained'}; {stages}{old}"

@@ -1,8 +1,71 @@
-"""E1's flatness test: a sawtooth backlog whose troughs stay level is sustained; rising troughs are not."""
+"""E1's criterion: a stage keeps up when the troughs of its backlog stay level, measured exactly at the ends of its
+micro-batches; a stage fed by another query may end one of that query's micro-batches later than at the start."""
 
 from __future__ import annotations
 
-from pipelines.bench.sustained import slope, trough_growth
+from pipelines.bench.sustained import judge, lowest_backlog, read_by, sampled_trough_growth, sent_by, slope, stages
+
+
+def paced(rate: float, start: float, end: float) -> list[tuple[float, int]]:
+    return [(start, 0), (end, int(rate * (end - start)))]
+
+
+def batches_every(period: float, duration: float, rate: float, end: float, slower_by: float = 0.0) -> list:
+    """A first stage's micro-batches on a `period` grid, each taking `duration` (+ `slower_by` s per batch more than the
+    last) and reading what was sent up to its start."""
+    out, start, took, done = [], 0.0, duration, 0
+    while start + took <= end:
+        out.append((start + took, int(rate * start) - done))
+        done = int(rate * start)
+        start = max(start + period, start + took)
+        took += slower_by
+    return out
+
+
+def test_a_stage_whose_micro_batches_keep_their_length_kept_up():
+    sent = sent_by(paced(1000, 0, 90))
+    own = batches_every(5, 3, 1000, 90)
+    verdict = judge((sent, own, []), 1000, 30, 90, 20)
+    assert verdict["kept_up"]
+    assert verdict["growth"] == 0  # 3 s of records behind just after every micro-batch, from start to end
+
+
+def test_a_stage_whose_micro_batches_grow_fell_behind():
+    sent = sent_by(paced(1000, 0, 90))
+    own = batches_every(5, 3, 1000, 90, slower_by=0.4)  # back to back after a few batches, each longer than the last
+    verdict = judge((sent, own, []), 1000, 30, 90, 20)
+    assert not verdict["kept_up"]
+    assert verdict["growth"] > verdict["allowed"] == 0.05 * 1000 * 40
+
+
+def test_the_lowest_backlog_is_found_at_a_micro_batch_end_between_samples():
+    sent = sent_by(paced(1000, 0, 60))
+    own = [(10.0, 0), (13.3, 9_000), (20.0, 1_000)]  # 13.3: a moment a 2 s sampler (at 12, 14) misses
+    assert lowest_backlog(sent, own, 11, 19) == 13_300 - 9_000
+    assert read_by(own, 13.3) == 9_000 and read_by(own, 13.2) == 0
+
+
+def test_a_gold_stage_one_silver_micro_batch_later_at_the_end_kept_up_and_one_reading_half_did_not():
+    silver = [(t + 3.0, 5_000) for t in range(0, 90, 5)]  # a silver commit 3 s into every 5 s slot
+    gold_early = [(t + 2.5, 5_000) for t in range(5, 60, 5)]  # ends before silver's next commit
+    gold_late = [(t + 3.5, 5_000) for t in range(60, 90, 5)]  # now ends just after it: one silver batch behind
+    arrivals, _, _ = stages({"clickstream.silver": silver, "clickstream.gold.g": gold_early + gold_late},
+                            sent_by([(0, 0)]))["g"]  # fmt: skip
+    verdict = judge((arrivals, gold_early + gold_late, silver), 1000, 30, 90, 20)
+    assert verdict["growth"] == 5_000
+    assert verdict["kept_up"]  # one step of the grid, not a deficit
+    gold_behind = gold_early + [(t + 3.5, 2_500) for t in range(60, 90, 5)]  # reads half of what arrives
+    verdict = judge((arrivals, gold_behind, silver), 1000, 30, 90, 20)
+    assert not verdict["kept_up"]
+
+
+def test_stages_with_bronze_and_silver_in_one_query_or_two():
+    sent = sent_by(paced(100, 0, 10))
+    one = stages({"clickstream.silver": [], "clickstream.gold.a": []}, sent)
+    assert list(one) == ["bronze+silver", "a"]
+    two = stages({"clickstream.bronze": [(4.0, 300)], "clickstream.silver": [], "clickstream.gold.a": []}, sent)
+    assert list(two) == ["bronze", "silver", "a"]
+    assert two["silver"][0](5.0) == 300 and two["silver"][2] == [(4.0, 300)]
 
 
 def sawtooth(period: int, peak: int, drift_per_s: float, seconds: int = 60) -> list[tuple[float, float]]:
@@ -10,16 +73,15 @@ def sawtooth(period: int, peak: int, drift_per_s: float, seconds: int = 60) -> l
     return [(float(t), (t % period) / period * peak + drift_per_s * t) for t in range(0, seconds + 1, 2)]
 
 
-def test_level_troughs_are_flat_even_when_a_sawtooth_tilts_the_least_squares_slope():
+def test_the_sampled_criterion_kept_for_comparison_sees_level_and_rising_troughs():
     points = sawtooth(period=16, peak=3000, drift_per_s=0)
-    grew, seconds = trough_growth(points, 20)
-    assert grew == 0
-    assert seconds == 40
-    assert abs(slope(points)) > 0  # what the old criterion tripped on
+    assert sampled_trough_growth(points, 20) == (0, 40)
+    assert abs(slope(points)) > 0  # what the first criterion tripped on
+    assert sampled_trough_growth(sawtooth(period=10, peak=3000, drift_per_s=50), 20) == (50 * 40, 40)
 
 
-def test_rising_troughs_show_as_growth():
-    points = sawtooth(period=10, peak=3000, drift_per_s=50)
-    grew, seconds = trough_growth(points, 20)
-    assert grew == 50 * 40
-    assert seconds == 40
+def test_the_allowance_is_one_upstream_micro_batch_of_the_last_span_not_a_catch_up_batch_before_it():
+    silver = [(33.0, 100_000)] + [(t + 3.0, 5_000) for t in range(35, 90, 5)]  # silver catching up early in the window
+    gold = [(t + 2.5, 5_000) for t in range(35, 90, 5)]
+    verdict = judge((lambda t: read_by(silver, t), gold, silver), 1000, 30, 90, 20)
+    assert verdict["allowed"] == 0.05 * 1000 * 40 + 5_000
