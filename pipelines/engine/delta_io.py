@@ -236,13 +236,17 @@ def upsert_nonempty(batch: DataFrame, path: str, keys: tuple[str, ...], delete_f
     """`upsert` for a foreachBatch: skips empty batches (a MERGE costs seconds even when empty).
 
     The batch is persisted so that checking for rows and merging evaluate a stateful plan only once; the target's
-    state is computed meanwhile (`warm_state`).
+    state is computed meanwhile (`warm_state`). An empty batch (the last of a `--once` run) waits for that
+    computation rather than end with it still running: the work of a micro-batch ends with it, so a run that
+    stops, or a caller that removes the table after it, meets no Spark job of the batch still reading the table.
     """
     batch = batch.persist()
-    warm_state(batch.sparkSession, path)
+    warming = warm_state(batch.sparkSession, path)
     try:
         if not batch.isEmpty():
             upsert(batch, path, keys, delete_flag)
+        else:
+            warming.join()
     finally:
         batch.unpersist()
 

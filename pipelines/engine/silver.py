@@ -212,8 +212,8 @@ class SilverBatchWriter:
         event_time = self.contract.field(self.spec.event_time)
         raw = batch.persist(StorageLevel.MEMORY_AND_DISK)  # read from bronze once (and counted once by Spark)
         side = self._pool.submit(alongside, raw) if alongside is not None else None
-        for w in self.rebuilds:  # their replaceWhere needs the table's state: computed while the batch is classified
-            warm_state(spark, w.path)
+        # their replaceWhere needs the table's state: computed while the batch is classified (joined at the batch's end)
+        warming = [warm_state(spark, w.path) for w in self.rebuilds]
         classified = None
         try:
             existing = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s)
@@ -257,6 +257,8 @@ class SilverBatchWriter:
         finally:
             if side is not None:
                 side.result()
+            for thread in warming:  # a batch without keys to refresh would otherwise end before them
+                thread.join()
             raw.unpersist()
             if classified is not None:
                 classified.unpersist()

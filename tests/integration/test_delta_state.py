@@ -53,3 +53,19 @@ def test_warm_state_of_a_missing_table_fails_nothing(spark, tmp_path):
     thread = warm_state(spark, str(tmp_path / "nothing-here"))
     thread.join(timeout=60)
     assert not thread.is_alive()
+
+
+def test_an_empty_upsert_batch_ends_with_the_state_computation_it_began(spark, tmp_path):
+    import threading
+
+    from pipelines.engine.delta_io import upsert_nonempty
+
+    path = str(tmp_path / "gold")
+    rows = spark.range(50).select(F.format_string("k%03d", "id").alias("k"), F.col("id").alias("v"))
+    ensure_table(spark, path, rows.schema)
+    for i in range(3):  # a few versions whose state is not computed yet
+        rows.where(F.col("id") % 3 == i).write.format("delta").mode("append").save(path)
+    upsert_nonempty(rows.limit(0), path, ("k",))
+    running = [t.name for t in threading.enumerate() if t.name == "delta-state" and t.is_alive()]
+    assert running == [], "a state computation of the batch outlived it"
+    assert spark.read.format("delta").load(path).count() == 50  # nothing written by the empty batch
