@@ -4,7 +4,7 @@ Both run against a PostgreSQL and a Kafka Connect worker of their own (ports, to
 scratch folder), with 1,000 more customers than the shop's 20, so the user's `lakepipe cdc` data is not touched.
 - C1: single-row updates committed at a steady rate through one psql session while the customers pipeline runs
   continuously (micro-batches back to back). Per change, from its commit (`source.ts_ms`, PostgreSQL's commit
-  time, on the same clock): to the Kafka record (the connector alone: the baseline), to silver (the Delta commit
+  time, on the same clock): to the Kafka record (the connector alone, in the details), to silver (the Delta commit
   of the row's file), and to current in the SCD1 table (the end of the first SCD1 micro-batch whose source
   offset covers the silver version holding the change). Only changes after a warm-up are measured.
   Beside it, at the same rate and on the same topic: the minimal CDC job, the shortest Spark job a team would write
