@@ -111,4 +111,5 @@ def _trial_line(t: dict) -> str:
     stages = ", ".join(f"{k} {growth.get(k, 0):+,}" + (f" / {allowed[k]:,}" if k in allowed else "")
                        + (f" ({slopes[k]:+,.0f}/s)" if k in slopes else "") for k in growth or slopes)  # fmt: skip
     old = "" if "sampled_sustained" not in t else f"; by 2 s samples (before session 24): {'sustained' if t['sampled_sustained'] else 'not'}"
-    return f"- {t['rate']:,}/s: {'sustained' if t['sustained'] else 'NOT sustained'}; {stages}{old}"
+    jit = f"; JIT compile {t['jit_s']} s" if "jit_s" in t else ""
+    return f"- {t['rate']:,}/s: {'sustained' if t['sustained'] else 'NOT sustained'}; {stages}{old}{jit}"

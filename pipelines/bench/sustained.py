@@ -20,6 +20,11 @@ least-squares slope reported beside the growth (for reading only). From a start 
 sustained (or halve while not) until a sustained and an unsustained rate bracket the answer, then two
 bisection steps narrow it to a quarter (one step, a half, before session 24); the pipeline drains between
 trials. The figure is the highest sustained rate against the goal of 20,000 events/s.
+
+Each trial reports the seconds the driver JVM's JIT compilers spent during it (`jit_s`, since session 26): on 2
+cores HotSpot's compiler takes 50-60% of the driver's CPU in the pipeline's first 4 minutes and still 15-25% by
+the eighth, so a reader sees how much of the machine each verdict had. (Five minutes at the start rate before the
+first trial, tried in session 26, left the compiler at 20-38 s per trial and E1 at 4,375/s: not kept.)
 """
 
 from __future__ import annotations
@@ -51,6 +56,11 @@ DRAIN_SECONDS = 180  # a backlog left after that shows in the next trial's slope
 
 
 Batches = list[tuple[float, int]]  # (end time, epoch seconds; rows read) of each micro-batch of a query
+
+
+def jit_seconds(spark) -> float:  # noqa: ANN001
+    """Seconds the driver JVM's JIT compilers have spent so far (HotSpot's own count)."""
+    return spark._jvm.java.lang.management.ManagementFactory.getCompilationMXBean().getTotalCompilationTime() / 1000  # noqa: SLF001
 
 
 def _input_rows(q) -> int:  # noqa: ANN001
@@ -216,7 +226,9 @@ def bench_sustained(spark, settings: Settings, topics: Topics, scratch: Path, qu
 
             def trial(rate: float) -> dict:
                 nonlocal sent
+                jit = jit_seconds(spark)
                 result = Trial(settings, topic, by_name, sent).run(rate, window, warmup)
+                result["jit_s"] = round(jit_seconds(spark) - jit, 1)
                 sent += result["sent"]
                 for q in queries:
                     runner.raise_if_failed(q, queries)

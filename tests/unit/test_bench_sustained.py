@@ -3,7 +3,18 @@ micro-batches; a stage fed by another query may end one of that query's micro-ba
 
 from __future__ import annotations
 
-from pipelines.bench.sustained import judge, lowest_backlog, read_by, sampled_trough_growth, sent_by, slope, stages
+from pipelines.bench.common import Figure
+from pipelines.bench.report import report
+from pipelines.bench.sustained import (
+    jit_seconds,
+    judge,
+    lowest_backlog,
+    read_by,
+    sampled_trough_growth,
+    sent_by,
+    slope,
+    stages,
+)
 
 
 def paced(rate: float, start: float, end: float) -> list[tuple[float, int]]:
@@ -85,3 +96,21 @@ def test_the_allowance_is_one_upstream_micro_batch_of_the_last_span_not_a_catch_
     gold = [(t + 2.5, 5_000) for t in range(35, 90, 5)]
     verdict = judge((lambda t: read_by(silver, t), gold, silver), 1000, 30, 90, 20)
     assert verdict["allowed"] == 0.05 * 1000 * 40 + 5_000
+
+
+def test_the_jit_compile_seconds_come_from_the_driver_jvm_and_grow_as_it_compiles(spark):
+    before = jit_seconds(spark)
+    spark.range(200_000).selectExpr("id % 7 AS k", "id * 3 AS v").groupBy("k").sum("v").collect()
+    after = jit_seconds(spark)
+    assert before > 0  # a JVM that has run Spark has compiled code already
+    assert after >= before
+
+
+def test_the_report_says_what_each_trial_spent_compiling(tmp_path):
+    trial = {"rate": 5_000, "sustained": True, "slopes": {}, "trough_growth": {"bronze+silver": -120},
+             "allowed_growth": {"bronze+silver": 9_999}, "jit_s": 3.4}  # fmt: skip
+    figure = Figure("E1", "sustained", 5_000, 20_000, unit="events/s",
+                    details={"trials": [trial]})
+    info = {"when": "2026-12-03T00:00:00", "cores": 2, "memory_gb": 23.5, "java": "openjdk 17", "pyspark": "4.2.0"}
+    text = report([figure], info, "make bench ONLY=E1", tmp_path, 3)
+    assert "- 5,000/s: sustained; bronze+silver -120 / 9,999; JIT compile 3.4 s" in text
