@@ -14,6 +14,7 @@ from pipelines.bench import common, latency
 from pipelines.bench.backfill import bench_backfill
 from pipelines.bench.cdc import bench_cdc
 from pipelines.bench.common import Figure, Topics
+from pipelines.bench.cpu import bench_cpu_per_record
 from pipelines.bench.event_log_cost import bench_event_log_cost
 from pipelines.bench.files import bench_files
 from pipelines.bench.growth import bench_growth, bench_growth_pipeline, bench_silver_growth, files_after_long_run
@@ -35,7 +36,7 @@ SIZES = {  # records (seconds of measured load for L1; S2: new events, rows alre
              "S1": (500_000, 1_000_000, 2_000_000), "S1e": (25_000, 50_000, 100_000), "S2": (50_000, 10_000_000),
              "B1": 200_000},
 }  # fmt: skip
-FIGURES = ("P1", "P2", "P3", "P5", "E1", "E1m", "L1", "L1e", "P4", "S1", "S1e", "S2", "C1", "C2", "B1", "F1", "EL")
+FIGURES = ("P1", "P2", "P3", "P5", "E1", "E1m", "E1c", "L1", "L1e", "P4", "S1", "S1e", "S2", "C1", "C2", "B1", "F1", "EL")
 QUICK_FIGURES = ("P1", "P2", "P3", "P5", "L1e", "P4", "S1")  # a few minutes on 2 cores
 
 
@@ -75,6 +76,8 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
                 rates["L1e"] = max(figures[-1].ours, 1_000) / 2  # half the highest sustained rate
             if "E1m" in only:  # the same harness with the minimal silver job in place of ours (where E1's goal stands)
                 figures += timed(lambda: bench_sustained(spark, settings, topics, scratch, quick, minimal=True))
+            if "E1c" in only:  # CPU per record at a fixed rate: ours / E1m's pipeline (a measure finer than E1's bisection)
+                figures += timed(lambda: bench_cpu_per_record(spark, settings, topics, scratch, quick))
             if {"L1", "L1e"} & only:
                 chosen = {k: v for k, v in rates.items() if k in only}
                 figures += timed(lambda: bench_latency(spark, settings, topics, chosen, size["L1"], scratch))

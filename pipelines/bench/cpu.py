@@ -1,0 +1,89 @@
+"""E1c: the driver's CPU per record of the whole clickstream pipeline at a fixed rate that both sides keep up with.
+
+E1 (`pipelines.bench.sustained`) answers with a rate found by bisection, whose verdicts move by a bracket step
+with the hour and with how busy the JIT compiler still is; a change worth 5% of silver's cost does not show in it.
+E1c runs the pipeline as `lakepipe run` does (trigger 5 s) at `RATE` for `SECONDS`, and divides the driver JVM's
+CPU time over the last `MEASURED_SECONDS` (HotSpot's own count for the process: tasks, planning, JIT, GC) by the
+records sent meanwhile. The baseline is the same for E1m's pipeline: the minimal typed silver job reading Kafka
+with our three gold queries on its table, which sustains E1's goal. Ours runs first, then the baseline, in the
+same JVM; each side's JIT compile seconds and the Python process's CPU (the sender's and silver's `foreachBatch`
+calls) are in the details.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+from pipelines.bench.common import DriverMemory, Figure, Topics, payloads
+from pipelines.bench.latency import PacedSender, pipeline_settings
+from pipelines.bench.stages import start_minimal_pipeline
+from pipelines.bench.sustained import jit_seconds
+from pipelines.engine import runner
+from pipelines.errors import LakepipeError
+from pipelines.model.config import Settings
+from pipelines.model.project import load_project
+
+RATE = 2_500  # below what either side sustains (E1 4,375-7,500/s on 2 cores): micro-batches of the same size
+SECONDS = 300
+MEASURED_SECONDS = 180  # the last 3 minutes: the first 2 hold the start and the JIT's heaviest minutes
+
+
+def cpu_seconds(spark) -> float:  # noqa: ANN001
+    """CPU seconds the driver JVM process has used so far (user and system, every thread), from /proc as the peak
+    RSS is (`RssSampler`): the JVM's own beans for it are not open to reflection from py4j."""
+    pid = spark._jvm.java.lang.ProcessHandle.current().pid()  # noqa: SLF001
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def per_record_us(cpu_s: float, records: int) -> float:
+    """Microseconds of CPU per record (pure)."""
+    if records <= 0:
+        raise LakepipeError("no records were sent in the measured window")
+    return cpu_s / records * 1e6
+
+
+def _measure(spark, settings: Settings, topic: str, queries: list, seconds: float, measured: float) -> dict:  # noqa: ANN001
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    sender = PacedSender(settings.kafka, topic, payloads(int(RATE * seconds), seed=11, event_times=(start, 1000)), RATE)
+    sender.start()
+    try:
+        time.sleep(seconds - measured)
+        sent0, cpu0, jit0, py0 = sender.sent, cpu_seconds(spark), jit_seconds(spark), sum(os.times()[:2])
+        t0 = time.monotonic()
+        sender.join()
+        if sender.error:
+            raise LakepipeError(f"paced producer failed: {sender.error}")
+        elapsed = time.monotonic() - t0
+        records = sender.sent - sent0
+        cpu, jit, py = cpu_seconds(spark) - cpu0, jit_seconds(spark) - jit0, sum(os.times()[:2]) - py0
+        for q in queries:
+            runner.raise_if_failed(q, queries)
+    finally:
+        for q in queries:
+            if q.isActive:
+                q.stop()
+    return {"us_per_record": round(per_record_us(cpu, records), 1), "records": records, "seconds": round(elapsed, 1),
+            "jvm_cpu_s": round(cpu, 1), "jit_s": round(jit, 1), "python_cpu_s": round(py, 1)}  # fmt: skip
+
+
+def bench_cpu_per_record(spark, settings: Settings, topics: Topics, scratch: Path, quick: bool) -> Figure:  # noqa: ANN001
+    """E1c: ours / E1m's pipeline, driver CPU per record at RATE."""
+    seconds, measured = (60, 30) if quick else (SECONDS, MEASURED_SECONDS)
+    trigger = {"processingTime": settings.streaming.trigger_interval}
+    memory = DriverMemory(spark)
+    with memory.sampled():
+        topic = topics.new("e1c")
+        env = pipeline_settings(settings, scratch / "e1c", topic, settings.streaming.trigger_interval)
+        ours = _measure(spark, settings, topic, runner.start_all(spark, load_project(env, ["clickstream"]), ["clickstream"], trigger),
+                        seconds, measured)  # fmt: skip
+        topic = topics.new("e1c-min")
+        base = _measure(spark, settings, topic, start_minimal_pipeline(spark, settings.kafka, topic, scratch / "e1c-min", trigger),
+                        seconds, measured)  # fmt: skip
+    return Figure("E1c", f"driver CPU per record, the whole clickstream pipeline at {RATE:,} events/s (last {measured} s of "
+                  f"{seconds} s) / the same with the minimal typed silver job in place of bronze and silver (E1m's pipeline)",
+                  ours["us_per_record"], base["us_per_record"], unit="µs/record", peak_rss_mb=memory.peak_mb,
+                  lower_is_better=True, details={"ours": ours, "baseline": base})  # fmt: skip
