@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from pipelines.bench.common import DriverMemory, Figure, Topics, payloads
-from pipelines.bench.latency import PacedSender, pipeline_settings
+from pipelines.bench.latency import PacedSender, pipeline_settings, wait_for
 from pipelines.bench.stages import start_minimal_pipeline
-from pipelines.bench.sustained import jit_seconds
+from pipelines.bench.sustained import DRAIN_SECONDS, Trial, jit_seconds
 from pipelines.engine import runner
 from pipelines.errors import LakepipeError
 from pipelines.model.config import Settings
@@ -62,12 +62,15 @@ def _measure(spark, settings: Settings, topic: str, queries: list, seconds: floa
         cpu, jit, py = cpu_seconds(spark) - cpu0, jit_seconds(spark) - jit0, sum(os.times()[:2]) - py0
         for q in queries:
             runner.raise_if_failed(q, queries)
+        # stopped idle, not in the middle of a micro-batch; and a side that fell behind shows as not drained
+        backlog = Trial(settings, topic, {q.name: q for q in queries}, sender.sent)
+        drained = wait_for(lambda: all(v <= 0 for v in backlog.backlogs(0).values()), DRAIN_SECONDS)
     finally:
         for q in queries:
             if q.isActive:
                 q.stop()
     return {"us_per_record": round(per_record_us(cpu, records), 1), "records": records, "seconds": round(elapsed, 1),
-            "jvm_cpu_s": round(cpu, 1), "jit_s": round(jit, 1), "python_cpu_s": round(py, 1)}  # fmt: skip
+            "jvm_cpu_s": round(cpu, 1), "jit_s": round(jit, 1), "python_cpu_s": round(py, 1), "drained": drained}  # fmt: skip
 
 
 def bench_cpu_per_record(spark, settings: Settings, topics: Topics, scratch: Path, quick: bool) -> Figure:  # noqa: ANN001
