@@ -3,7 +3,7 @@
 E1 (`pipelines.bench.sustained`) answers with a rate found by bisection, whose verdicts move by a bracket step
 with the hour and with how busy the JIT compiler still is; a change worth 5% of silver's cost does not show in it.
 E1c runs the pipeline as `lakepipe run` does (trigger 5 s) at `RATE` for `SECONDS`, and divides the driver JVM's
-CPU time over the last `MEASURED_SECONDS` (HotSpot's own count for the process: tasks, planning, JIT, GC) by the
+CPU time over the last `MEASURED_SECONDS` (the process's own, from /proc: tasks, planning, JIT, GC) by the
 records sent meanwhile. The baseline is the same for E1m's pipeline: the minimal typed silver job reading Kafka
 with our three gold queries on its table, which sustains E1's goal. Ours runs first, then the baseline, in the
 same JVM; each side's JIT compile seconds and the Python process's CPU (the sender's and silver's `foreachBatch`
