@@ -22,6 +22,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.backfill import audit
+from pipelines.engine import batch_time
 from pipelines.engine.bronze import kafka_options, to_bronze
 from pipelines.engine.delta_io import retry_on_conflict, stream_start_offsets
 from pipelines.errors import LakepipeError
@@ -135,7 +136,7 @@ def backfill_bronze(spark: SparkSession, project: Project, pipeline: str, parts:
             rows = (spark.read.format("kafka").options(**kafka_options(project.settings.kafka))
                     .option("assign", json.dumps({topic: [partition]}))
                     .option("startingOffsets", piece[0]).option("endingOffsets", piece[1]).load())  # fmt: skip
-            record.rows_written += retry_on_conflict(lambda: _insert_missing(spark, path, to_bronze(rows), partition, start, end))
+            record.rows_written += retry_on_conflict(lambda: _insert_missing(spark, path, to_bronze(rows, batch_time.now()), partition, start, end))
             done += end - start
             if progress:
                 progress(done, record.rows_read)

@@ -9,11 +9,14 @@ rebuild the table's state on every commit to look its id up (~0.6 s per micro-ba
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
+from pipelines.engine import batch_time
 from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id
 from pipelines.model.config import KafkaSettings
 from pipelines.platform.kafka_security import java_client_options
@@ -68,8 +71,8 @@ def read_kafka_stream(
     return reader.load()
 
 
-def to_bronze(kafka_rows: DataFrame) -> DataFrame:
-    """Kafka source rows to the bronze layout (pure)."""
+def kafka_columns(kafka_rows: DataFrame) -> DataFrame:
+    """Kafka source rows to the bronze layout but its ingestion time and date (pure)."""
     return kafka_rows.select(
         "key",
         "value",
@@ -79,9 +82,17 @@ def to_bronze(kafka_rows: DataFrame) -> DataFrame:
         F.col("timestamp").alias("kafka_timestamp"),
         F.col("timestampType").alias("kafka_timestamp_type"),
         "headers",
-        F.current_timestamp().alias("ingestion_time"),
-        F.to_date(F.current_timestamp()).alias("ingestion_date"),
     )
+
+
+def stamp_ingestion(rows: DataFrame, at: dt.datetime) -> DataFrame:
+    """`kafka_columns` rows with their ingestion time `at` and its date: the bronze layout (pure)."""
+    return batch_time.stamp(rows, at, "ingestion_time", "ingestion_date")
+
+
+def to_bronze(kafka_rows: DataFrame, at: dt.datetime) -> DataFrame:
+    """Kafka source rows to the bronze layout, ingested at `at` (pure)."""
+    return stamp_ingestion(kafka_columns(kafka_rows), at)
 
 
 class BronzeBatchWriter:
@@ -93,6 +104,9 @@ class BronzeBatchWriter:
         self._query_id = ""
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        """Append `batch` (`kafka_columns` rows), stamped with the time of this call (the batch's ingestion time:
+        as data, so that the plan's generated code is the same every micro-batch, see `batch_time`)."""
+        batch = stamp_ingestion(batch, batch_time.now())
         if self._appender is None:
             self._query_id = checkpoint_query_id(batch.sparkSession, self.checkpoint)
             self._appender = BatchAppender(batch.sparkSession, self.checkpoint)
@@ -104,7 +118,7 @@ def start_bronze(
     spark: SparkSession, kafka: KafkaSettings, topic: str, path: str, checkpoint: str, trigger: dict, name: str
 ) -> StreamingQuery:
     return (
-        to_bronze(read_kafka_stream(spark, kafka, topic, ride_out="processingTime" in trigger))
+        kafka_columns(read_kafka_stream(spark, kafka, topic, ride_out="processingTime" in trigger))
         .writeStream.queryName(name)
         .foreachBatch(BronzeBatchWriter(path, checkpoint))
         .option("checkpointLocation", checkpoint)

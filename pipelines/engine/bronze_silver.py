@@ -23,7 +23,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from pipelines.engine.bronze import BronzeBatchWriter, read_kafka_stream, to_bronze
+from pipelines.engine.bronze import BronzeBatchWriter, kafka_columns, read_kafka_stream
 from pipelines.engine.delta_io import hadoop_path, read_text, table_version
 from pipelines.errors import ChangeRefusedError
 from pipelines.model.config import KafkaSettings
@@ -48,7 +48,7 @@ def start_bronze_silver(
     records = kafka.max_offsets_per_trigger or MAX_RECORDS_PER_BATCH
     stream = read_kafka_stream(spark, kafka, topic, ride_out="processingTime" in trigger, max_records=records)
     return (
-        to_bronze(stream).writeStream.queryName(name).foreachBatch(write).option("checkpointLocation", checkpoint)
+        kafka_columns(stream).writeStream.queryName(name).foreachBatch(write).option("checkpointLocation", checkpoint)
         .trigger(**trigger).start()
     )  # fmt: skip
 

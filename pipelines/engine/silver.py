@@ -22,6 +22,7 @@ writes, so they are current as soon as silver is, without a query and a hop of t
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
+from pipelines.engine import batch_time
 from pipelines.engine.dedup import existing_rows
 from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id, read_stream, warm_state
 from pipelines.engine.gold.rebuild import RebuildWriter, rebuild_all
@@ -157,14 +159,18 @@ def classify_validated(
     return out.withColumn(OUTCOME, outcome.otherwise(F.col(OUTCOME)))
 
 
-def to_silver_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec) -> DataFrame:
-    rows = classified.where(F.col(OUTCOME) == SILVER).withColumn("silver_time", F.current_timestamp())
+def to_silver_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec, at: dt.datetime | None = None) -> DataFrame:
+    """The batch's rows for silver, written at `at` (default: now)."""
+    rows = batch_time.stamp(classified.where(F.col(OUTCOME) == SILVER), at or batch_time.now(), "silver_time")
     rows = rows.withColumn("event_date", F.to_date(spec.event_time))
     return rows.select(*[f.name for f in silver_schema(contract).fields])
 
 
-def to_quarantine_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec) -> DataFrame:
-    rows = classified.where(F.col(OUTCOME) == QUARANTINE).withColumn("quarantined_at", F.current_timestamp())
+def to_quarantine_rows(
+    classified: DataFrame, contract: Contract, spec: PipelineSpec, at: dt.datetime | None = None
+) -> DataFrame:
+    """The batch's rows for quarantine, quarantined at `at` (default: now)."""
+    rows = batch_time.stamp(classified.where(F.col(OUTCOME) == QUARANTINE), at or batch_time.now(), "quarantined_at")
     rows = rows.withColumn("replay_id", F.lit(None).cast("string")).withColumn(
         "replayed_at", F.lit(None).cast("timestamp")
     )
@@ -204,6 +210,7 @@ class SilverBatchWriter:
         """Write micro-batch `batch_id`; `alongside` (bronze's append, when one query writes both) gets the batch as
         kept in memory and runs beside the batch's classification; the batch ends when both have."""
         spark = batch.sparkSession
+        at = batch_time.now()  # the batch's silver_time, quarantined_at, processed_at and evaluated_at
         if self._appender is None:
             self._query_id = checkpoint_query_id(spark, self.checkpoint)
             self._appender = BatchAppender(spark, self.checkpoint)
@@ -223,26 +230,26 @@ class SilverBatchWriter:
             counts, rule_counts, checked, touched = self._count(classified)
             if side is None:
                 raw.unpersist()
-            silver = to_silver_rows(classified, self.contract, self.spec)
+            silver = to_silver_rows(classified, self.contract, self.spec, at)
             results, failures, deferred = self._check_quality(classified, silver, counts[SILVER], batch_id, rule_counts, checked)
             append = self._appender.append
             quality_app = f"quality-{self._query_id}"
             if failures:
-                append(self._results_frame(spark, batch_id, results), self.layout.quality.path, quality_app, batch_id)
+                append(self._results_frame(spark, batch_id, results, at), self.layout.quality.path, quality_app, batch_id)
                 raise QualityFailedError(f"{self.spec.name} silver batch {batch_id}: " + "; ".join(failures))
             facts = {"bronze_records": sum(counts.values()), **{f"{o}_records": counts[o] for o in OUTCOMES}}
             audit = spark.createDataFrame(
-                [(app_id, batch_id, sum(counts.values()), *[counts[o] for o in OUTCOMES])],
-                "query_id string, batch_id long, bronze_records long, silver_records long, "
-                "quarantined_records long, exact_duplicates long, dropped_records long, tombstones long",
-            ).withColumn("processed_at", F.current_timestamp())
+                [(app_id, batch_id, sum(counts.values()), *[counts[o] for o in OUTCOMES], at)],
+                "query_id string, batch_id long, bronze_records long, silver_records long, quarantined_records long, "
+                "exact_duplicates long, dropped_records long, tombstones long, processed_at timestamp",
+            )
             silver_written = self._pool.submit(self._append_silver, self.privacy.silver(silver), app_id, batch_id, facts)
             writes = [lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True)]
             if self.suite is not None:  # batch rules that cannot fail the batch run beside the other writes
-                writes.append(lambda: append(self._results_frame(spark, batch_id, results + deferred()),
+                writes.append(lambda: append(self._results_frame(spark, batch_id, results + deferred(), at),
                                              self.layout.quality.path, quality_app, batch_id))  # fmt: skip
             if counts[QUARANTINE]:  # an empty append still costs a Delta commit
-                quarantined = self.privacy.quarantine(to_quarantine_rows(classified, self.contract, self.spec))
+                quarantined = self.privacy.quarantine(to_quarantine_rows(classified, self.contract, self.spec, at))
                 writes.append(lambda: append(quarantined, self.layout.quarantine.path, app_id, batch_id))
             others = [self._pool.submit(w) for w in writes]
             try:
@@ -329,9 +336,9 @@ class SilverBatchWriter:
                 failures.append(f"quality rule '{b.rule.name}' ({b.rule.type}) failed: observed {b.observed_value}")
         return results, failures, list
 
-    def _results_frame(self, spark: SparkSession, batch_id: int, results: list[ResultRow]) -> DataFrame:
+    def _results_frame(self, spark: SparkSession, batch_id: int, results: list[ResultRow], at: dt.datetime) -> DataFrame:
         return results_frame(spark, self.spec.name, self.layout.silver.name, self._query_id, self._run_id(spark),
-                             batch_id, results)  # fmt: skip
+                             batch_id, results, at)  # fmt: skip
 
     def _row_failure(self, classified: DataFrame, rule: Rule, broken: int) -> str:
         """The rule, how many rows broke it, and the first 5: Kafka coordinates and the values it checks."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 QUALITY_SCHEMA = T.StructType(
@@ -39,14 +39,17 @@ class ResultRow:
 
 
 def results_frame(
-    spark: SparkSession, pipeline: str, table: str, query_id: str, run_id: str, batch_id: int, rows: list[ResultRow]
-) -> DataFrame:
+    spark: SparkSession, pipeline: str, table: str, query_id: str, run_id: str, batch_id: int, rows: list[ResultRow],
+    at: dt.datetime,
+) -> DataFrame:  # fmt: skip
+    """The rows of one batch's results, evaluated at `at` (an aware datetime; in the data, not as a literal of the
+    plan, see `pipelines.engine.batch_time`)."""
     data = [
         (pipeline, table, query_id, run_id, batch_id, r.expectation, r.expectation_type, r.action, r.success,
-         r.element_count, r.unexpected_count, r.observed_value, None)
+         r.element_count, r.unexpected_count, r.observed_value, at)
         for r in rows
     ]  # fmt: skip
-    return spark.createDataFrame(data, QUALITY_SCHEMA).withColumn("evaluated_at", F.current_timestamp())
+    return spark.createDataFrame(data, QUALITY_SCHEMA)
 
 
 def row_rule_success(unexpected: int, element_count: int, mostly: float | None) -> bool:
