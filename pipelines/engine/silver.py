@@ -239,9 +239,7 @@ class SilverBatchWriter:
                 raise QualityFailedError(f"{self.spec.name} silver batch {batch_id}: " + "; ".join(failures))
             facts = {"bronze_records": sum(counts.values()), **{f"{o}_records": counts[o] for o in OUTCOMES}}
             audit = spark.createDataFrame(
-                [(app_id, batch_id, sum(counts.values()), *[counts[o] for o in OUTCOMES], at)],
-                "query_id string, batch_id long, bronze_records long, silver_records long, quarantined_records long, "
-                "exact_duplicates long, dropped_records long, tombstones long, processed_at timestamp",
+                [(app_id, batch_id, sum(counts.values()), *[counts[o] for o in OUTCOMES], at)], BATCHES_SCHEMA
             )
             silver_written = self._pool.submit(self._append_silver, self.privacy.silver(silver), app_id, batch_id, facts)
             writes = [lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True)]
