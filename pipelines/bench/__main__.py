@@ -31,12 +31,12 @@ from pipelines.platform.session import spark_session
 
 SIZES = {  # records (seconds of measured load for L1; S2: new events, rows already in silver)
     "quick": {"repeats": 1, "P1": 20_000, "P2": 30_000, "P3": 5_000, "P4": 5_000, "L1": 3,
-              "S1": (10_000, 20_000, 40_000), "S1e": (5_000, 10_000), "S2": (5_000, 500_000), "B1": 20_000},
+              "S1": (10_000, 20_000, 40_000), "S1e": (5_000, 10_000), "S2": (5_000, 500_000), "S2d": (5_000, 500_000), "B1": 20_000},
     "full": {"repeats": 3, "P1": 300_000, "P2": 2_000_000, "P3": 50_000, "P4": 50_000, "L1": 30,
-             "S1": (500_000, 1_000_000, 2_000_000), "S1e": (25_000, 50_000, 100_000), "S2": (50_000, 10_000_000),
+             "S1": (500_000, 1_000_000, 2_000_000), "S1e": (25_000, 50_000, 100_000), "S2": (50_000, 10_000_000), "S2d": (50_000, 10_000_000),
              "B1": 200_000},
 }  # fmt: skip
-FIGURES = ("P1", "P2", "P3", "P5", "E1", "E1m", "E1c", "L1", "L1e", "P4", "S1", "S1e", "S2", "C1", "C2", "B1", "F1", "EL")
+FIGURES = ("P1", "P2", "P3", "P5", "E1", "E1m", "E1c", "L1", "L1e", "P4", "S1", "S1e", "S2", "S2d", "C1", "C2", "B1", "F1", "EL")
 QUICK_FIGURES = ("P1", "P2", "P3", "P5", "L1e", "P4", "S1")  # a few minutes on 2 cores
 
 
@@ -92,6 +92,8 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
                 figures += timed(lambda: bench_growth_pipeline(spark, settings, topics, size["S1e"], scratch))
             if "S2" in only:
                 figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2"], scratch))
+            if "S2d" in only:
+                figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2d"], scratch, dense=True))
             if "B1" in only:
                 figures += timed(lambda: bench_backfill(spark, settings, topics, size["B1"], scratch))
             if "EL" in only:

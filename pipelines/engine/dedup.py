@@ -19,6 +19,7 @@ holds the batch: every new row an exact re-send of itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,6 +29,9 @@ from pipelines.model.contract import FieldSpec
 
 HOUR = 3600
 MAX_RANGES = 64  # a batch spread over more hours is looked up in this many merged ranges
+# The most records whose keys `pipelines.engine.silver.classify` broadcasts into the lookup (~20-40 MB of keys);
+# a larger batch (a raised `kafka.max_offsets_per_trigger`) is joined with the lookup's rows by a shuffle.
+BROADCAST_KEYS_MAX = 1_000_000
 
 
 def lookup_ranges(hours: list[int], horizon_s: int, max_ranges: int = MAX_RANGES) -> list[tuple[int, int]]:
@@ -76,20 +80,27 @@ def rough_event_time_sql(f: FieldSpec, value: str = "value") -> str:
     return f"try_cast({text} AS TIMESTAMP)"
 
 
-def batch_hours(raw: DataFrame, f: FieldSpec) -> tuple[list[int], bool]:
-    """The epoch hours of the raw records' event times, and whether some have none (one light job)."""
+def batch_hours(raw: DataFrame, f: FieldSpec) -> tuple[list[int], bool, int]:
+    """The epoch hours of the raw records' event times, whether some have none, and how many records there are
+    (one light job)."""
     hour = F.floor(F.unix_seconds(rough_event_time(raw, f)) / HOUR)
-    rows = raw.select(hour.alias("h")).distinct().collect()
+    rows = raw.groupBy(hour.alias("h")).count().collect()
     hours = [r.h for r in rows if r.h is not None]
-    return hours, len(hours) < len(rows)
+    return hours, len(hours) < len(rows), sum(r["count"] for r in rows)
+
+
+class Lookup(NamedTuple):
+    rows: DataFrame  # the (dedup keys, payload_hash) of the silver rows to compare the batch with
+    broadcast_keys: bool  # whether the batch is small enough to broadcast its keys into the lookup
 
 
 def existing_rows(
     spark: SparkSession, silver_path: str, raw: DataFrame, event_time: FieldSpec, keys: Sequence[str], horizon_s: int
-) -> DataFrame:
+) -> Lookup:
     """The (dedup keys, payload hash) of the silver rows that the `raw` records are compared with, as of silver's
     newest version now (see above)."""
-    hours, with_nulls = batch_hours(raw, event_time)
+    hours, with_nulls, records = batch_hours(raw, event_time)
     silver = spark.read.format("delta").option("versionAsOf", table_version(spark, silver_path)).load(silver_path)
     ranges = lookup_ranges(hours, horizon_s)
-    return silver.where(in_ranges(event_time.name, ranges, with_nulls)).select(*keys, "payload_hash")
+    rows = silver.where(in_ranges(event_time.name, ranges, with_nulls)).select(*keys, "payload_hash")
+    return Lookup(rows, records <= BROADCAST_KEYS_MAX)

@@ -105,12 +105,15 @@ BATCHES_SCHEMA = T.StructType(
 )
 
 
-def classify(parsed: DataFrame, existing: DataFrame, keys: str | Sequence[str]) -> DataFrame:
+def classify(parsed: DataFrame, existing: DataFrame, keys: str | Sequence[str], broadcast_keys: bool = False) -> DataFrame:
     """Give each parsed record its outcome (pure).
 
     `existing` holds the dedup keys and payload hashes already in silver (columns `keys`, `payload_hash`);
     records with the same values of every key are copies of one another. Conflicting duplicates get
-    `reasons = ['duplicate_conflict']`.
+    `reasons = ['duplicate_conflict']`. With `broadcast_keys` (a micro-batch, not a backfill's millions), the
+    batch's keys are broadcast into a semi join with `existing`, so that only its rows of those keys reach the join:
+    the others are dropped where they are read instead of shuffled and sorted (a busy hour holds millions: bench
+    S2d). That costs one more read of the batch, pruned to its key fields.
     """
     keys = [keys] if isinstance(keys, str) else list(keys)
     valid = F.size("reasons") == 0
@@ -122,9 +125,8 @@ def classify(parsed: DataFrame, existing: DataFrame, keys: str | Sequence[str]) 
     )
     ranked = parsed.select("*", F.row_number().over(order).alias("_rank"),
                            F.first("payload_hash").over(order).alias("_batch_first_hash"))  # fmt: skip
-    joined = ranked.join(
-        existing.select(*keys, F.col("payload_hash").alias("_silver_hash")), keys, "left"
-    )
+    matched = existing.join(F.broadcast(parsed.select(*keys)), keys, "left_semi") if broadcast_keys else existing
+    joined = ranked.join(matched.select(*keys, F.col("payload_hash").alias("_silver_hash")), keys, "left")
     winner = F.coalesce("_silver_hash", "_batch_first_hash")
     outcome = (
         F.when(~valid, F.lit(QUARANTINE))
@@ -147,11 +149,12 @@ def validate(raw: DataFrame, contract: Contract, suite: QualitySuite | None) -> 
 
 
 def classify_validated(
-    validated: DataFrame, existing: DataFrame, keys: Sequence[str], skip_tombstones: bool = False
-) -> DataFrame:
+    validated: DataFrame, existing: DataFrame, keys: Sequence[str], skip_tombstones: bool = False,
+    broadcast_keys: bool = False,
+) -> DataFrame:  # fmt: skip
     """`classify`, then valid first copies broken by a `drop` rule become `dropped`, and with `skip_tombstones`
     records with a null value become `tombstone` instead of being quarantined (pure)."""
-    out = classify(validated, existing, keys)
+    out = classify(validated, existing, keys, broadcast_keys)
     dropped = (F.col(OUTCOME) == SILVER) & (F.size(DROPPED) > 0)
     outcome = F.when(dropped, F.lit(DROPPED_OUTCOME))
     if skip_tombstones:
@@ -223,10 +226,11 @@ class SilverBatchWriter:
         warming = [warm_state(spark, w.path) for w in self.rebuilds]
         classified = None
         try:
-            existing = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s)
+            lookup = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s)
             validated = validate(raw, self.contract, self.suite)
             skip = self.spec.tombstones == "skip"
-            classified = classify_validated(validated, existing, keys, skip).persist(StorageLevel.MEMORY_AND_DISK)
+            classified = classify_validated(validated, lookup.rows, keys, skip, lookup.broadcast_keys)
+            classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
             counts, rule_counts, checked, touched = self._count(classified)
             if side is None:
                 raw.unpersist()

@@ -73,7 +73,7 @@ def test_a_batch_re_run_after_its_silver_append_still_refreshes_the_scd_tables(s
     # The re-run: the same bronze records, classified against silver, are all exact re-sends of what it holds.
     raw = spark.read.format("delta").load(p.layout.bronze.path).persist(StorageLevel.MEMORY_AND_DISK)
     event_time = p.contract.field(p.spec.event_time)
-    existing = existing_rows(spark, p.layout.silver.path, raw, event_time, p.spec.dedup_keys, 3600)
+    existing = existing_rows(spark, p.layout.silver.path, raw, event_time, p.spec.dedup_keys, 3600).rows
     classified = classify_validated(validate(raw, p.contract, p.suite), existing, p.spec.dedup_keys, True)
     assert classified.where("_outcome = 'silver'").count() == 0
     with ThreadPoolExecutor(2) as pool:  # as the silver query runs it: side by side, one read of silver for both

@@ -52,7 +52,7 @@ def test_a_batch_keeps_its_outcomes_after_its_silver_append(spark, clickstream):
     raw = spark.createDataFrame([*rows, (b"u1", b"not json", "t", 0, 5, AT, 0, [], AT, AT.date())], BRONZE_SCHEMA)
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
     keys = p.spec.dedup_keys
-    existing = existing_rows(spark, p.layout.silver.path, raw, p.contract.field(p.spec.event_time), keys, 3600)
+    existing = existing_rows(spark, p.layout.silver.path, raw, p.contract.field(p.spec.event_time), keys, 3600).rows
     classified = classify_validated(validate(raw, p.contract, p.suite), existing, keys)
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipelines.engine.dedup import HOUR, in_ranges, lookup_ranges
+from pipelines.engine.dedup import HOUR, batch_hours, in_ranges, lookup_ranges
+from pipelines.model.contract import FieldSpec
 
 
 def test_each_hour_is_widened_by_the_horizon_and_neighbours_merge():
@@ -34,3 +35,14 @@ def test_only_rows_near_the_batch_hours_are_compared(spark):
     assert kept == {"same_hour", "within_horizon"}
     with_nulls = {r.event_id for r in silver.where(in_ranges("event_time", ranges, with_nulls=True)).collect()}
     assert with_nulls == {"same_hour", "within_horizon", "no_time"}
+
+
+def test_the_batch_hours_and_its_size_come_from_one_light_job(spark):
+    values = [b'{"event_time":"2026-01-20T10:05:00Z"}', b'{"event_time":"2026-01-20T10:59:59Z"}',
+              b'{"event_time":"2026-01-20T12:00:00Z"}', b'{"page":"/"}', b"not json"]  # fmt: skip
+    raw = spark.createDataFrame([(v,) for v in values], "value binary")
+    hours, with_nulls, records = batch_hours(raw, FieldSpec("event_time", "timestamp"))
+    ten = int(dt.datetime(2026, 1, 20, 10, tzinfo=dt.UTC).timestamp()) // HOUR
+    assert sorted(hours) == [ten, ten + 2]
+    assert with_nulls, "two records have no event time"
+    assert records == 5

@@ -110,3 +110,24 @@ def test_tombstones_are_skipped_only_when_the_spec_says_so(spark):
     kept = {r.offset: r._outcome for r in classify_validated(batch, empty, ["lsn", "customer_id"]).collect()}
     assert skipped == {1: "tombstone", 2: "silver"}
     assert kept == {1: "quarantine", 2: "silver"}
+
+
+def test_silver_rows_of_other_keys_are_filtered_where_they_are_read(spark, tmp_path):
+    """With `broadcast_keys` (a micro-batch), the lookup's silver rows go through a broadcast semi join with the
+    batch's keys before the join with the batch, so the rows of other keys (most of them, in a busy hour) are
+    neither shuffled nor sorted; the outcomes are the same either way."""
+    others = [(f"other-{i}", f"x{i}") for i in range(500)]
+    spark.createDataFrame([*others, ("a", "h1")], EXISTING).write.parquet(str(tmp_path / "silver"))
+    existing = spark.read.parquet(str(tmp_path / "silver"))
+    batch = parsed(spark, [("a", 5, "h2", []), ("b", 6, "h3", []), ("a", 7, "h1", [])])
+    want = expected(spark, [("a", 5, "quarantine", ["duplicate_conflict"]), ("b", 6, "silver", []),
+                            ("a", 7, "exact_duplicate", [])])  # fmt: skip
+
+    def semi_joins(out) -> list[str]:
+        plan = out._jdf.queryExecution().executedPlan().toString()
+        return [line for line in plan.splitlines() if "BroadcastHashJoin" in line and "LeftSemi" in line]
+
+    for broadcast in (True, False):
+        out = classify(batch, existing, "event_id", broadcast_keys=broadcast)
+        assert_df_equality(outcomes(out), want, ignore_row_order=True, ignore_nullable=True)
+        assert bool(semi_joins(out)) is broadcast
