@@ -34,7 +34,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine import batch_time
-from pipelines.engine.dedup import existing_rows
+from pipelines.engine.dedup import LookupSizes, existing_rows
 from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id, read_stream, warm_state
 from pipelines.engine.gold.rebuild import RebuildWriter, rebuild_all
 from pipelines.engine.pii import Privacy
@@ -207,6 +207,7 @@ class SilverBatchWriter:
         self.horizon_s = int(durations.seconds(spec.dedup_horizon))
         self._query_id: str | None = None
         self._appender: BatchAppender | None = None
+        self._lookup_sizes = LookupSizes()
         self._pool = ThreadPoolExecutor(max_workers=7, thread_name_prefix="silver-write")  # 4 appends, 2 SCD refreshes, bronze
 
     def __call__(self, batch: DataFrame, batch_id: int, alongside: Callable[[DataFrame], object] | None = None) -> None:
@@ -226,7 +227,7 @@ class SilverBatchWriter:
         warming = [warm_state(spark, w.path) for w in self.rebuilds]
         classified = None
         try:
-            lookup = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s)
+            lookup = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s, self._lookup_sizes)
             validated = validate(raw, self.contract, self.suite)
             skip = self.spec.tombstones == "skip"
             classified = classify_validated(validated, lookup.rows, keys, skip, lookup.broadcast_keys)
