@@ -86,10 +86,15 @@ def rough_event_time_sql(f: FieldSpec, value: str = "value") -> str:
     return f"try_cast({text} AS TIMESTAMP)"
 
 
+def hour_counts(rows: DataFrame, t: Column) -> Counter:
+    """Rows per epoch hour of `t` (None: rows without one), in one light job."""
+    hour = F.floor(F.unix_seconds(t) / HOUR)
+    return Counter({r.h: r["count"] for r in rows.groupBy(hour.alias("h")).count().collect()})
+
+
 def batch_hours(raw: DataFrame, f: FieldSpec) -> Counter:
-    """Records per epoch hour of the raw records' event times (None: records without one), in one light job."""
-    hour = F.floor(F.unix_seconds(rough_event_time(raw, f)) / HOUR)
-    return Counter({r.h: r["count"] for r in raw.groupBy(hour.alias("h")).count().collect()})
+    """Records per epoch hour of the raw records' event times (None: records without one)."""
+    return hour_counts(raw, rough_event_time(raw, f))
 
 
 class LookupSizes:
@@ -111,9 +116,7 @@ class LookupSizes:
     def count(self, silver: DataFrame, event_time: str, hours: list[int]) -> None:
         """Count silver's rows in `hours`, which this query has not looked up before."""
         if hours:
-            hour = F.floor(F.unix_seconds(F.col(event_time)) / HOUR)
-            rows = silver.where(in_ranges(event_time, lookup_ranges(hours, 0), False)).groupBy(hour.alias("h")).count()
-            self.add(Counter({r.h: r["count"] for r in rows.collect()}))
+            self.add(hour_counts(silver.where(in_ranges(event_time, lookup_ranges(hours, 0), False)), F.col(event_time)))
             self.known.update(hours)
 
     def add(self, counts: Counter) -> None:

@@ -8,6 +8,8 @@ today; wave 2, in a later run, re-sends some of the old ones:
   duplicate_conflict;
 - a copy with other content whose event time is a day off (beyond the horizon, and no other record of the
   batch near the first copy's hour) is not compared with the first copy: both are kept, the documented limit.
+All of it twice: with the lookup's rows joined by a shuffle, and with the batch's keys broadcast into them (what
+a micro-batch does when its lookup holds 1M rows or more).
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ def sim(kind: str, payload: dict) -> SimEvent:
     return SimEvent(kind, b"u1", json.dumps(payload).encode())
 
 
-def test_re_sends_weeks_old_are_caught_and_conflicts_within_the_horizon(spark, tmp_path, unique_topic, kafka):
+@pytest.mark.parametrize("broadcast", [False, True], ids=["shuffle-join", "broadcast-keys"])
+def test_re_sends_weeks_old_are_caught_and_conflicts_within_the_horizon(spark, tmp_path, unique_topic, kafka, broadcast,
+                                                                        monkeypatch):  # fmt: skip
+    if broadcast:  # a busy hour's lookup (1M rows and more) takes the batch's keys broadcast into it: the same outcomes
+        monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", 0)
     test_settings = without_gold(tmp_path, unique_topic)  # silver's dedup: gold is not needed
     # old-4 six hours after the others, so that no other record of wave 2 sits near its hour
     old = {f"old-{i}": event(f"old-{i}", OLD + dt.timedelta(minutes=i + (360 if i == 4 else 0))) for i in range(1, 5)}
