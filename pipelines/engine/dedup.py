@@ -27,7 +27,7 @@ from typing import NamedTuple
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.engine.delta_io import table_version
+from pipelines.engine.delta_io import table_snapshot
 from pipelines.model.contract import FieldSpec
 
 HOUR = 3600
@@ -38,6 +38,10 @@ MAX_RANGES = 64  # a batch spread over more hours is looked up in this many merg
 # has at most BROADCAST_KEYS_MAX records (~20-40 MB of keys; a raised `kafka.max_offsets_per_trigger` is not).
 BROADCAST_LOOKUP_MIN = 1_000_000
 BROADCAST_KEYS_MAX = 1_000_000
+# Every silver row holds a SHA-256 payload hash: 32 bytes of entropy that no encoding compresses. A silver smaller than
+# BROADCAST_LOOKUP_MIN rows of that size cannot hold a lookup that large, so its hours are not counted (a Spark job,
+# ~0.6 s on 2 cores, that a new query, a `--once` run or a small table's new hour would otherwise pay).
+MIN_ROW_BYTES = 32
 
 
 def lookup_ranges(hours: list[int], horizon_s: int, max_ranges: int = MAX_RANGES) -> list[tuple[int, int]]:
@@ -99,7 +103,8 @@ def batch_hours(raw: DataFrame, f: FieldSpec) -> Counter:
 
 class LookupSizes:
     """Silver's rows per event hour, as a silver query knows them: counted in silver the first time a lookup covers
-    an hour (one light job reading event times), then the records of each of its batches added."""
+    an hour (one light job reading event times), then the records of each of its batches added. Nothing is counted
+    while silver is too small to hold a lookup worth broadcasting into (`too_small_to_broadcast`)."""
 
     MAX_HOURS = 100_000
 
@@ -127,6 +132,11 @@ class LookupSizes:
                 self.by_hour.pop(h, None)
 
 
+def too_small_to_broadcast(size_bytes: int | None) -> bool:
+    """Whether a silver of `size_bytes` (None: not known) holds fewer than BROADCAST_LOOKUP_MIN rows for certain."""
+    return size_bytes is not None and size_bytes < BROADCAST_LOOKUP_MIN * MIN_ROW_BYTES
+
+
 class Lookup(NamedTuple):
     rows: DataFrame  # the (dedup keys, payload_hash) of the silver rows to compare the batch with
     broadcast_keys: bool  # whether to broadcast the batch's keys into them (a large lookup, a batch of bounded size)
@@ -141,11 +151,12 @@ def existing_rows(
     the batch's keys into it."""
     counts = batch_hours(raw, event_time)
     hours = [h for h in counts if h is not None]
-    silver = spark.read.format("delta").option("versionAsOf", table_version(spark, silver_path)).load(silver_path)
+    snapshot = table_snapshot(spark, silver_path)
+    silver = spark.read.format("delta").option("versionAsOf", snapshot.version).load(silver_path)
     ranges = lookup_ranges(hours, horizon_s)
     rows = silver.where(in_ranges(event_time.name, ranges, None in counts)).select(*keys, "payload_hash")
-    if sizes is None:
-        return Lookup(rows, False)
+    if sizes is None or too_small_to_broadcast(snapshot.size_bytes):
+        return Lookup(rows, False)  # (a small table's hours are counted once it has grown)
     sizes.count(silver, event_time.name, sizes.unknown(ranges))
     large = sizes.rows_in(ranges) >= BROADCAST_LOOKUP_MIN and sum(counts.values()) <= BROADCAST_KEYS_MAX
     sizes.add(counts)  # appended by this batch (an estimate: its records)

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from delta.tables import DeltaTable
 from py4j.protocol import Py4JError
@@ -251,21 +251,34 @@ def upsert_nonempty(batch: DataFrame, path: str, keys: tuple[str, ...], delete_f
         batch.unpersist()
 
 
-def table_version(spark: SparkSession, path: str) -> int:
-    """The latest version of the Delta table at `path` (its newest commit; no data read).
+class TableSnapshot(NamedTuple):
+    version: int  # the table's newest version
+    size_bytes: int | None  # the size of its data files, where Delta knows it without a Spark job (its checksum file)
+
+
+def table_snapshot(spark: SparkSession, path: str) -> TableSnapshot:
+    """The latest version of the Delta table at `path` (its newest commit), and its size (no data read).
 
     Asked of Delta's log object in the JVM, as a read of the table does (a listing of the log, ~15 ms, no Spark
     job): a silver micro-batch asks it every time, and the table's history is a Spark job (0.4-0.6 s on 2 cores),
-    which in a busy application waits behind the other queries' tasks. Where that API is not there (another
-    Delta, no JVM gateway), the history answers."""
+    which in a busy application waits behind the other queries' tasks. The size comes from the version's checksum
+    file, which Delta writes with each commit. Where that API is not there (another Delta, no
+    JVM gateway), the history answers, without a size."""
     try:
         jvm = spark._jvm  # noqa: SLF001 - Delta's log is only reachable through the JVM gateway
         delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)  # noqa: SLF001
         none = jvm.scala.Option.empty()
-        return int(delta_log.update(False, none, none).version())
+        snapshot = delta_log.update(False, none, none)
+        crc = snapshot.checksumOpt()  # (its `sizeInBytesIfKnown` may compute the state: ~1 s of Spark jobs)
+        return TableSnapshot(int(snapshot.version()), int(crc.get().tableSizeBytes()) if crc.isDefined() else None)
     except (Py4JError, TypeError, AttributeError) as exc:  # TypeError: no such class (py4j gives a package)
         log.debug("Delta's log API not reachable (%s): the version of %s from its history", exc, path)
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+    return TableSnapshot(int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0]), None)
+
+
+def table_version(spark: SparkSession, path: str) -> int:
+    """The latest version of the Delta table at `path` (`table_snapshot`)."""
+    return table_snapshot(spark, path).version
 
 
 def warm_state(spark: SparkSession, path: str) -> threading.Thread:

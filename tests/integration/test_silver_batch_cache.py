@@ -12,12 +12,13 @@ import datetime as dt
 import json
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from pipelines.engine.bronze import BRONZE_SCHEMA
-from pipelines.engine.dedup import existing_rows
-from pipelines.engine.delta_io import table_version
+from pipelines.engine.dedup import HOUR, MIN_ROW_BYTES, LookupSizes, existing_rows
+from pipelines.engine.delta_io import TableSnapshot, table_snapshot, table_version
 from pipelines.engine.delta_log import latest_version
 from pipelines.engine.silver import OUTCOME, classify_validated, silver_schema, to_silver_rows, validate
 from pipelines.engine.tables import create_tables
@@ -71,21 +72,48 @@ def test_a_batch_keeps_its_outcomes_after_its_silver_append(spark, clickstream):
         raw.unpersist()
 
 
-def test_the_version_a_batch_reads_silver_at_is_found_without_a_spark_job(spark, clickstream):
+def test_the_version_and_size_a_batch_reads_silver_at_are_found_without_a_spark_job(spark, clickstream):
     """A Spark job of its own on every silver micro-batch would queue behind the other queries' tasks."""
     p = clickstream
     path = p.layout.silver.path
     sc = spark.sparkContext
 
-    def version_alone() -> int:  # the jobs it ran, if any, are those of its group
-        sc.setJobGroup("table-version", "the version lookup")
+    def snapshot_alone() -> TableSnapshot:  # the jobs it ran, if any, are those of its group
+        sc.setJobGroup("table-snapshot", "the version lookup")
         try:
-            return table_version(spark, path)
+            return table_snapshot(spark, path)
         finally:
             sc.setLocalProperty("spark.jobGroup.id", None)
 
-    assert version_alone() == latest_version(path) == 0
-    row = {"event_id": "e1", "event_time": AT, "event_date": AT.date()}
+    assert snapshot_alone() == (latest_version(path), 0) == (0, 0)
+    for n in (1, 3):
+        rows = [{"event_id": f"e{i}", "event_time": AT, "event_date": AT.date()} for i in range(n)]
+        spark.createDataFrame(rows, silver_schema(p.contract)).write.format("delta").mode("append").save(path)
+    size = DeltaTable.forPath(spark, path).detail().first()["sizeInBytes"]
+    assert snapshot_alone() == (latest_version(path), size) == (2, size) and size > 0
+    assert list(sc.statusTracker().getJobIdsForGroup("table-snapshot")) == []
+    assert table_version(spark, path) == 2
+
+
+def test_a_silver_too_small_for_a_large_lookup_has_no_hours_counted(spark, clickstream, monkeypatch):
+    """Counting silver's rows of the batch's hours (to choose the broadcast of its keys) is a Spark job; a silver
+    whose files are smaller than 32 bytes (a payload hash) times the broadcast's minimum rows cannot need it."""
+    p = clickstream
+    path, event_time, keys = p.layout.silver.path, p.contract.field(p.spec.event_time), p.spec.dedup_keys
+    row = {"event_id": "e0", "event_time": AT, "event_date": AT.date(), "payload_hash": "0" * 64}
     spark.createDataFrame([row], silver_schema(p.contract)).write.format("delta").mode("append").save(path)
-    assert version_alone() == latest_version(path) == 1
-    assert list(sc.statusTracker().getJobIdsForGroup("table-version")) == []
+    raw = spark.createDataFrame([record(0, "e1"), record(1, "e2")], BRONZE_SCHEMA)
+    size = table_snapshot(spark, path).size_bytes
+    hour = int(AT.timestamp()) // HOUR
+
+    monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", size // MIN_ROW_BYTES + 1)  # just above
+    small = LookupSizes()
+    lookup = existing_rows(spark, path, raw, event_time, keys, 3600, small)
+    assert (small.known, small.by_hour, lookup.broadcast_keys) == (set(), {}, False)
+    assert [r.event_id for r in lookup.rows.collect()] == ["e0"], "the lookup itself is the same"
+
+    monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", size // MIN_ROW_BYTES)  # as large as it can be
+    counted = LookupSizes()
+    lookup = existing_rows(spark, path, raw, event_time, keys, 3600, counted)
+    assert counted.known == {hour - 1, hour, hour + 1} and counted.by_hour == {hour: 1 + 2}, "silver's row, the batch's 2"
+    assert lookup.broadcast_keys is False, "1 row in the window, fewer than the minimum"
