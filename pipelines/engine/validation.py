@@ -69,7 +69,7 @@ def _parse_steps(contract: Contract) -> list[list[Column]]:
     reasons = (
         F.when(F.col(_VARIANT).isNull(), F.array(F.lit("invalid_json")))
         .when(~is_object, F.array(F.lit("not_an_object")))
-        .otherwise(F.array_compact(F.array(*field_reasons)))  # codegen'd, unlike a filter() lambda
+        .otherwise(F.array_compact(F.array(*field_reasons)))  # a filter() lambda underneath: not code-generated
     )
     extra = _extra(contract, is_object)
     typed = [F.col(n) for n in contract.field_names]
