@@ -262,8 +262,8 @@ def table_snapshot(spark: SparkSession, path: str) -> TableSnapshot:
     Asked of Delta's log object in the JVM, as a read of the table does (a listing of the log, ~15 ms, no Spark
     job): a silver micro-batch asks it every time, and the table's history is a Spark job (0.4-0.6 s on 2 cores),
     which in a busy application waits behind the other queries' tasks. The size comes from the version's checksum
-    file, which Delta writes with each commit. Where that API is not there (another Delta, no
-    JVM gateway), the history answers, without a size."""
+    file, which Delta writes with each commit. Where that API is not there (another Delta, no JVM gateway), the
+    history answers, without a size."""
     try:
         jvm = spark._jvm  # noqa: SLF001 - Delta's log is only reachable through the JVM gateway
         delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)  # noqa: SLF001
