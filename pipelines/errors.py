@@ -77,6 +77,11 @@ class QualityFailedError(LakepipeError):
     """A data-quality rule with action `fail` was broken; the message names it and shows offending rows."""
 
 
+class ConcurrentSilverWriteError(LakepipeError):
+    """Another writer (a silver backfill) committed rows of a micro-batch's keys after the batch's dedup lookup read
+    silver: the batch is not appended, and its re-run (the query restarted) is classified against those rows."""
+
+
 def error_summary(text: str) -> str:
     """One line for a query's error: a Python worker's own exception line if there is one, else the first."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from pipelines.domains.clickstream.gold import activity_per_minute, revenue_per_minute
 from pipelines.engine import runner
-from pipelines.model.config import Settings
+from pipelines.model.config import Settings, load_settings
 from pipelines.model.project import Pipeline, load_project
 from pipelines.platform import kafka_admin
 from pipelines.simulators.base import EXACT_DUPLICATE, KafkaSink, SimEvent, Tally, publish
@@ -38,6 +38,17 @@ def lakepipe_here(capsys, *args: str) -> str:  # noqa: ANN001 - pytest's capsys 
 
 def pipeline(settings: Settings, name: str) -> Pipeline:
     return load_project(settings, [name]).pipeline(name)
+
+
+def clickstream_tables(spark: SparkSession, folder: Path) -> Pipeline:
+    """The clickstream pipeline with its tables created (empty) in a lake of its own under `folder`."""
+    from pipelines.engine.tables import create_tables
+    from tests.conftest import write_conf
+
+    settings = load_settings("test", write_conf(folder / "conf", "unused"))
+    p = pipeline(settings, "clickstream")
+    create_tables(spark, load_project(settings, ["clickstream"]), p)
+    return p
 
 
 def send(settings: Settings, events: Iterable[SimEvent], name: str = "clickstream") -> Tally:

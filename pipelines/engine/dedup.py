@@ -11,7 +11,10 @@ overlap those windows, so its cost follows the batch's own hours, not silver's s
 traffic of those hours (millions of rows in a busy one), of which a micro-batch keeps only its own keys' rows
 when that traffic is large (`Lookup.broadcast_keys`, used by `pipelines.engine.silver.classify`).
 
-It reads silver by version (the newest when the batch begins), not as "the table". Spark re-caches every cached
+A silver query reads silver's data files of those windows as Parquet, listed at silver's newest version by its
+`TableFiles` (`pipelines.engine.table_files`): Delta would rebuild the table's state for each new version first.
+Where that list cannot serve, it reads silver through Delta by version (the newest when the batch begins), not as
+"the table". Spark re-caches every cached
 plan that reads a table when a write to that table commits; a micro-batch keeps its classification cached for its
 writes, and its own silver append would otherwise throw that away. Whatever then used the batch (its quarantine
 append, its deferred batch rules, its SCD refresh) would parse and classify it again, against a silver that now
@@ -28,6 +31,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.engine.delta_io import table_snapshot
+from pipelines.engine.table_files import TableFiles, overlapping
 from pipelines.model.contract import FieldSpec
 
 HOUR = 3600
@@ -62,13 +66,15 @@ def lookup_ranges(hours: list[int], horizon_s: int, max_ranges: int = MAX_RANGES
     return [(a, b) for a, b in ranges]
 
 
-def in_ranges(event_time: str, ranges: list[tuple[int, int]], with_nulls: bool) -> Column:
-    """Rows whose `event_time` is in one of `ranges`, with the `event_date` bounds that prune partitions."""
+def in_ranges(event_time: str, ranges: list[tuple[int, int]], with_nulls: bool, dates: bool = True) -> Column:
+    """Rows whose `event_time` is in one of `ranges`, with the `event_date` bounds that prune partitions (unless not
+    `dates`: data files, which do not hold their partition's value)."""
     t = F.col(event_time)
     cond = F.lit(False)
     for a, b in ranges:
         lo, hi = F.timestamp_seconds(F.lit(a)), F.timestamp_seconds(F.lit(b))
-        cond = cond | (F.col("event_date").between(F.to_date(lo), F.to_date(hi)) & (t >= lo) & (t < hi))
+        in_days = F.col("event_date").between(F.to_date(lo), F.to_date(hi)) if dates else F.lit(True)
+        cond = cond | (in_days & (t >= lo) & (t < hi))
     return cond | t.isNull() if with_nulls else cond
 
 
@@ -140,24 +146,32 @@ def too_small_to_broadcast(size_bytes: int | None) -> bool:
 class Lookup(NamedTuple):
     rows: DataFrame  # the (dedup keys, payload_hash) of the silver rows to compare the batch with
     broadcast_keys: bool  # whether to broadcast the batch's keys into them (a large lookup, a batch of bounded size)
+    version: int = -1  # silver's version they are read at (at least)
 
 
 def existing_rows(
     spark: SparkSession, silver_path: str, raw: DataFrame, event_time: FieldSpec, keys: Sequence[str], horizon_s: int,
-    sizes: LookupSizes | None = None,
+    sizes: LookupSizes | None = None, files: TableFiles | None = None,
 ) -> Lookup:  # fmt: skip
     """The (dedup keys, payload hash) of the silver rows that the `raw` records are compared with, as of silver's
     newest version now (see above); with `sizes` (the query's own), whether the lookup is large enough to broadcast
-    the batch's keys into it."""
+    the batch's keys into it. With `files` (the query's own), silver's data files are read as they are listed
+    there (`pipelines.engine.table_files`) where they can be, instead of through Delta."""
     counts = batch_hours(raw, event_time)
     hours = [h for h in counts if h is not None]
     snapshot = table_snapshot(spark, silver_path)
     silver = spark.read.format("delta").option("versionAsOf", snapshot.version).load(silver_path)
     ranges = lookup_ranges(hours, horizon_s)
-    rows = silver.where(in_ranges(event_time.name, ranges, None in counts)).select(*keys, "payload_hash")
+    listed = files.at(spark, snapshot.version) if files is not None else None
+    if listed is None:
+        rows = silver.where(in_ranges(event_time.name, ranges, None in counts)).select(*keys, "payload_hash")
+    else:
+        chosen = overlapping(listed, ranges, None in counts)
+        rows = files.read(spark, chosen, [*keys, "payload_hash", event_time.name])
+        rows = rows.where(in_ranges(event_time.name, ranges, None in counts, dates=False)).select(*keys, "payload_hash")
     if sizes is None or too_small_to_broadcast(snapshot.size_bytes):
-        return Lookup(rows, False)  # (a small table's hours are counted once it has grown)
+        return Lookup(rows, False, snapshot.version)  # (a small table's hours are counted once it has grown)
     sizes.count(silver, event_time.name, sizes.unknown(ranges))
     large = sizes.rows_in(ranges) >= BROADCAST_LOOKUP_MIN and sum(counts.values()) <= BROADCAST_KEYS_MAX
     sizes.add(counts)  # appended by this batch (an estimate: its records)
-    return Lookup(rows, large)
+    return Lookup(rows, large, snapshot.version)

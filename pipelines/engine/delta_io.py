@@ -170,6 +170,21 @@ class BatchAppender:
             limit *= 10
 
 
+def committed_by_others(spark: SparkSession, path: str, after: int, until: int, app_id: str) -> bool:
+    """Whether a commit of the table at `path` after version `after`, up to `until`, was not one of `app_id`'s
+    appends: read from the commits' own files in the table's log (True where one cannot be read)."""
+    for v in range(after + 1, until + 1):
+        try:
+            lines = read_text(spark, f"{path.rstrip('/')}/_delta_log/{v:020d}.json").splitlines()
+        except Py4JError:
+            return True
+        info = next((a["commitInfo"] for a in map(json.loads, filter(str.strip, lines)) if "commitInfo" in a), {})
+        mine = _marker(info.get("userMetadata"))
+        if not mine or mine.get("app_id") != app_id:
+            return True
+    return False
+
+
 def _marker(user_metadata: str | None) -> dict | None:
     if not user_metadata or MARKER not in user_metadata:
         return None
@@ -265,15 +280,19 @@ def table_snapshot(spark: SparkSession, path: str) -> TableSnapshot:
     file, which Delta writes with each commit. Where that API is not there (another Delta, no JVM gateway), the
     history answers, without a size."""
     try:
-        jvm = spark._jvm  # noqa: SLF001 - Delta's log is only reachable through the JVM gateway
-        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)  # noqa: SLF001
-        none = jvm.scala.Option.empty()
-        snapshot = delta_log.update(False, none, none)
+        snapshot = jvm_snapshot(spark, path)
         crc = snapshot.checksumOpt()  # (its `sizeInBytesIfKnown` may compute the state: ~1 s of Spark jobs)
         return TableSnapshot(int(snapshot.version()), int(crc.get().tableSizeBytes()) if crc.isDefined() else None)
     except (Py4JError, TypeError, AttributeError) as exc:  # TypeError: no such class (py4j gives a package)
         log.debug("Delta's log API not reachable (%s): the version of %s from its history", exc, path)
     return TableSnapshot(int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0]), None)
+
+
+def jvm_snapshot(spark: SparkSession, path: str):  # noqa: ANN201 - a JVM org.apache.spark.sql.delta.Snapshot
+    """The newest snapshot of the Delta table at `path`, from Delta's log object in the JVM (no Spark job)."""
+    jvm = spark._jvm  # noqa: SLF001 - Delta's log is only reachable through the JVM gateway
+    none = jvm.scala.Option.empty()
+    return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(False, none, none)  # noqa: SLF001
 
 
 def table_version(spark: SparkSession, path: str) -> int:

@@ -35,11 +35,19 @@ from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine import batch_time
 from pipelines.engine.dedup import LookupSizes, existing_rows
-from pipelines.engine.delta_io import BatchAppender, checkpoint_query_id, read_stream, warm_state
+from pipelines.engine.delta_io import (
+    BatchAppender,
+    checkpoint_query_id,
+    committed_by_others,
+    read_stream,
+    table_version,
+    warm_state,
+)  # fmt: skip
 from pipelines.engine.gold.rebuild import RebuildWriter, rebuild_all
 from pipelines.engine.pii import Privacy
+from pipelines.engine.table_files import TableFiles
 from pipelines.engine.validation import parse_records
-from pipelines.errors import QualityFailedError
+from pipelines.errors import ConcurrentSilverWriteError, QualityFailedError
 from pipelines.model import durations
 from pipelines.model.contract import Contract
 from pipelines.model.layout import PipelineLayout
@@ -208,6 +216,7 @@ class SilverBatchWriter:
         self._query_id: str | None = None
         self._appender: BatchAppender | None = None
         self._lookup_sizes = LookupSizes()
+        self._silver_files = TableFiles(layout.silver.path, spec.event_time)
         self._pool = ThreadPoolExecutor(max_workers=7, thread_name_prefix="silver-write")  # 4 appends, 2 SCD refreshes, bronze
 
     def __call__(self, batch: DataFrame, batch_id: int, alongside: Callable[[DataFrame], object] | None = None) -> None:
@@ -227,7 +236,8 @@ class SilverBatchWriter:
         warming = [warm_state(spark, w.path) for w in self.rebuilds]
         classified = None
         try:
-            lookup = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s, self._lookup_sizes)
+            lookup = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s, self._lookup_sizes,
+                                   self._silver_files)  # fmt: skip
             validated = validate(raw, self.contract, self.suite)
             skip = self.spec.tombstones == "skip"
             classified = classify_validated(validated, lookup.rows, keys, skip, lookup.broadcast_keys)
@@ -246,7 +256,8 @@ class SilverBatchWriter:
             audit = spark.createDataFrame(
                 [(app_id, batch_id, sum(counts.values()), *[counts[o] for o in OUTCOMES], at)], BATCHES_SCHEMA
             )
-            silver_written = self._pool.submit(self._append_silver, self.privacy.silver(silver), app_id, batch_id, facts)
+            silver_written = self._pool.submit(self._append_silver, self.privacy.silver(silver), app_id, batch_id, facts,
+                                               lookup.version)  # fmt: skip
             writes = [lambda: append(audit, self.layout.batches.path, app_id, batch_id, merge_schema=True)]
             if self.suite is not None:  # batch rules that cannot fail the batch run beside the other writes
                 writes.append(lambda: append(self._results_frame(spark, batch_id, results + deferred(), at),
@@ -273,13 +284,24 @@ class SilverBatchWriter:
             if classified is not None:
                 classified.unpersist()
 
-    def _append_silver(self, rows: DataFrame, app_id: str, batch_id: int, facts: dict, attempts: int = 4) -> None:
-        """Append the batch's new rows to silver. Delta refuses the commit when another writer (a silver backfill)
-        committed rows to the partitions the dedup lookup read; the batch's rows are then appended again only if
-        silver still holds none of their keys in those days (the backfill rewrote what was there), else the batch
-        fails, and its re-run classifies it against the new rows."""
+    def _append_silver(
+        self, rows: DataFrame, app_id: str, batch_id: int, facts: dict, read_at: int, attempts: int = 4
+    ) -> None:  # fmt: skip
+        """Append the batch's new rows to silver, whose version `read_at` the dedup lookup read. When another writer
+        (a silver backfill) has committed since, or Delta refuses the commit for one, the batch's rows are appended
+        only if silver still holds none of their keys in their days (the backfill rewrote what was there), else the
+        batch fails, and its re-run classifies it against the new rows. (The lookup reads silver's files as
+        Parquet, `pipelines.engine.table_files`, so Delta itself does not know what it read.)"""
         from delta.exceptions import ConcurrentAppendException, ConcurrentDeleteReadException
 
+        path = self.layout.silver.path
+        latest = table_version(rows.sparkSession, path)
+        if latest > read_at and committed_by_others(rows.sparkSession, path, read_at, latest, app_id):
+            if self._keys_taken_meanwhile(rows):
+                raise ConcurrentSilverWriteError(
+                    f"{self.spec.name} silver batch {batch_id}: another writer (a silver backfill?) committed rows with "
+                    f"this batch's keys to {path} after the batch read it; restart the query to classify the batch again"
+                )
         for attempt in range(attempts):
             try:
                 self._appender.append(rows, self.layout.silver.path, app_id, batch_id, merge_schema=True, facts=facts)

@@ -137,3 +137,40 @@ def test_a_silver_append_refused_for_a_backfill_commit_goes_again_only_while_its
     rows("e1", "e2").write.format("delta").mode("append").save(p.layout.silver.path)  # what a backfill committed
     assert not writer._keys_taken_meanwhile(rows("e3", "e4"))  # noqa: SLF001 - still first copies: append again
     assert writer._keys_taken_meanwhile(rows("e3", "e2"))  # noqa: SLF001 - e2 is in silver now: the batch must re-run
+
+
+def test_a_silver_batch_is_not_appended_over_keys_a_backfill_committed_after_its_lookup(spark, test_settings):
+    """The lookup reads silver's files as Parquet, so Delta does not know what a batch read: the batch checks the
+    commits made since by other writers itself."""
+    from pipelines.engine.delta_io import BatchAppender, committed_by_others, table_version
+    from pipelines.engine.silver import SilverBatchWriter, silver_schema
+    from pipelines.engine.tables import create_tables
+    from pipelines.errors import ConcurrentSilverWriteError
+    from pipelines.model.project import load_project
+
+    p = pipeline(test_settings, "clickstream")
+    create_tables(spark, load_project(test_settings, ["clickstream"]), p)
+    path = p.layout.silver.path
+    writer = SilverBatchWriter(p.contract, p.spec, p.layout, p.layout.checkpoint("silver"))
+    writer._appender = BatchAppender(spark, p.layout.checkpoint("silver"))  # noqa: SLF001 - as its first batch sets it
+    schema = silver_schema(p.contract)
+    day = dt.date(2026, 11, 22)
+
+    def rows(*ids: str):  # noqa: ANN202
+        at = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
+        return spark.createDataFrame([{"event_id": i, "event_time": at, "event_date": day} for i in ids], schema)
+
+    def ids() -> set[str]:
+        return {r.event_id for r in spark.read.format("delta").load(path).collect()}
+
+    read_at = table_version(spark, path)  # what the batches' lookups read
+    rows("e1", "e2").write.format("delta").mode("append").save(path)  # what a backfill committed since
+    with pytest.raises(ConcurrentSilverWriteError, match="classify the batch again"):
+        writer._append_silver(rows("e3", "e2"), "silver-q", 0, {}, read_at)  # noqa: SLF001
+    assert ids() == {"e1", "e2"}, "nothing of that batch appended"
+    writer._append_silver(rows("e3", "e4"), "silver-q", 1, {}, read_at)  # noqa: SLF001 - its keys are still new
+    assert ids() == {"e1", "e2", "e3", "e4"}
+    latest = table_version(spark, path)
+    assert not committed_by_others(spark, path, latest - 1, latest, "silver-q"), "its own append"
+    assert committed_by_others(spark, path, read_at, latest, "silver-q"), "the backfill's commit"
+    assert committed_by_others(spark, path, latest - 1, latest, "silver-other"), "another query's append"

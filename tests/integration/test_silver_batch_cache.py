@@ -21,11 +21,7 @@ from pipelines.engine.dedup import HOUR, MIN_ROW_BYTES, LookupSizes, existing_ro
 from pipelines.engine.delta_io import TableSnapshot, table_snapshot, table_version
 from pipelines.engine.delta_log import latest_version
 from pipelines.engine.silver import OUTCOME, classify_validated, silver_schema, to_silver_rows, validate
-from pipelines.engine.tables import create_tables
-from pipelines.model.config import load_settings
-from pipelines.model.project import load_project
-from tests.conftest import write_conf
-from tests.support import pipeline
+from tests.support import clickstream_tables
 
 pytestmark = [pytest.mark.slow]
 
@@ -41,10 +37,7 @@ def record(offset: int, event_id: str, page: str = "/") -> tuple:
 @pytest.fixture
 def clickstream(spark, tmp_path):
     """The clickstream pipeline with its tables created (empty) in a lake of the test's own."""
-    settings = load_settings("test", write_conf(tmp_path / "conf", "unused"))
-    p = pipeline(settings, "clickstream")
-    create_tables(spark, load_project(settings, ["clickstream"]), p)
-    return p
+    return clickstream_tables(spark, tmp_path)
 
 
 def test_a_batch_keeps_its_outcomes_after_its_silver_append(spark, clickstream):
