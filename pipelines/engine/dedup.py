@@ -14,11 +14,11 @@ when that traffic is large (`Lookup.broadcast_keys`, used by `pipelines.engine.s
 A silver query reads silver's data files of those windows as Parquet, listed at silver's newest version by its
 `TableFiles` (`pipelines.engine.table_files`): Delta would rebuild the table's state for each new version first.
 Where that list cannot serve, it reads silver through Delta by version (the newest when the batch begins), not as
-"the table". Spark re-caches every cached
-plan that reads a table when a write to that table commits; a micro-batch keeps its classification cached for its
-writes, and its own silver append would otherwise throw that away. Whatever then used the batch (its quarantine
-append, its deferred batch rules, its SCD refresh) would parse and classify it again, against a silver that now
-holds the batch: every new row an exact re-send of itself.
+"the table". Spark re-caches every cached plan that reads a table when a write to that table commits; a micro-batch
+keeps its classification cached for its writes, and its own silver append would otherwise throw that away.
+Whatever then used the batch (its quarantine append, its deferred batch rules, its SCD refresh) would parse and
+classify it again, against a silver that now holds the batch: every new row an exact re-send of itself. (A read of
+the files as Parquet is no plan of the table: a write to silver does not re-cache it.)
 """
 
 from __future__ import annotations

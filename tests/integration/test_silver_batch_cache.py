@@ -21,6 +21,7 @@ from pipelines.engine.dedup import HOUR, MIN_ROW_BYTES, LookupSizes, existing_ro
 from pipelines.engine.delta_io import TableSnapshot, table_snapshot, table_version
 from pipelines.engine.delta_log import latest_version
 from pipelines.engine.silver import OUTCOME, classify_validated, silver_schema, to_silver_rows, validate
+from pipelines.engine.table_files import TableFiles
 from tests.support import clickstream_tables
 
 pytestmark = [pytest.mark.slow]
@@ -40,13 +41,20 @@ def clickstream(spark, tmp_path):
     return clickstream_tables(spark, tmp_path)
 
 
-def test_a_batch_keeps_its_outcomes_after_its_silver_append(spark, clickstream):
+@pytest.mark.parametrize("as_parquet", [False, True], ids=["through-delta", "listed-files"])
+def test_a_batch_keeps_its_outcomes_after_its_silver_append(spark, clickstream, as_parquet):
+    """Through Delta (by version) or as the files a silver query lists (`TableFiles`, a real file read here)."""
     p = clickstream
+    path = p.layout.silver.path
+    earlier = {"event_id": "e0", "event_time": AT, "event_date": AT.date(), "payload_hash": "0" * 64}
+    spark.createDataFrame([earlier], silver_schema(p.contract)).write.format("delta").mode("append").save(path)
     rows = [record(0, "e1"), record(1, "e2"), record(2, "e3"), record(3, "e1", page="/other"), record(4, "e2")]
     raw = spark.createDataFrame([*rows, (b"u1", b"not json", "t", 0, 5, AT, 0, [], AT, AT.date())], BRONZE_SCHEMA)
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
     keys = p.spec.dedup_keys
-    existing = existing_rows(spark, p.layout.silver.path, raw, p.contract.field(p.spec.event_time), keys, 3600).rows
+    files = TableFiles(path, p.spec.event_time) if as_parquet else None
+    existing = existing_rows(spark, path, raw, p.contract.field(p.spec.event_time), keys, 3600, files=files).rows
+    assert [r.event_id for r in existing.collect()] == ["e0"]
     classified = classify_validated(validate(raw, p.contract, p.suite), existing, keys)
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
 
@@ -55,9 +63,9 @@ def test_a_batch_keeps_its_outcomes_after_its_silver_append(spark, clickstream):
 
     before = outcomes()
     assert before == {"silver": 3, "exact_duplicate": 1, "quarantine": 2}
-    to_silver_rows(classified, p.contract, p.spec).write.format("delta").mode("append").save(p.layout.silver.path)
+    to_silver_rows(classified, p.contract, p.spec).write.format("delta").mode("append").save(path)
     try:
-        assert spark.read.format("delta").load(p.layout.silver.path).count() == 3
+        assert spark.read.format("delta").load(path).count() == 1 + 3
         assert outcomes() == before  # not classified again against the silver that now holds e1, e2 and e3
         assert to_silver_rows(classified, p.contract, p.spec).count() == 3
     finally:
