@@ -122,3 +122,25 @@ def test_a_commit_file_cleaned_up_makes_the_files_listed_again(spark, clickstrea
     assert lookup(spark, p, batch(spark, 9), files) == [("a1", "h-a1"), ("a2", "h-a2"), ("a3", "h-a3")]
     assert files.version == table_version(spark, path) and files.unreadable is None
     assert spark.read.format("delta").load(path).where(F.col("event_id") == "a2").count() == 1
+
+
+def test_a_large_table_is_read_through_delta_at_a_query_s_first_batch_then_listed(spark, clickstream):
+    """Delta's checksum file lists a small table's files; a larger one's list costs Spark jobs, which a `--once` run
+    (one batch) would pay on top of its read."""
+    p = clickstream
+    path = p.layout.silver.path
+    for hour in (8, 9):
+        append(spark, p, hour, [f"e{hour}"])
+    key = "spark.databricks.delta.allFilesInCrc.thresholdNumFiles"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, "1")  # the checksum of the next commit lists no file: a "large" table
+    try:
+        append(spark, p, 9, ["a9"], at_minute=5)
+        files = TableFiles(path, "event_time")
+        version = table_version(spark, path)
+        assert files.at(spark, version) is None and files.version is None, "the first batch: through Delta"
+        assert files.at(spark, version) is not None and files.version == version, "then listed from Delta's state"
+        assert listed(files, spark, path) == delta_files(spark, path)
+        assert lookup(spark, p, batch(spark, 9), files) == lookup(spark, p, batch(spark, 9), None)
+    finally:
+        spark.conf.unset(key) if before is None else spark.conf.set(key, before)
