@@ -160,18 +160,18 @@ def existing_rows(
     counts = batch_hours(raw, event_time)
     hours = [h for h in counts if h is not None]
     snapshot = table_snapshot(spark, silver_path)
-    silver = spark.read.format("delta").option("versionAsOf", snapshot.version).load(silver_path)
+    silver = lambda: spark.read.format("delta").option("versionAsOf", snapshot.version).load(silver_path)  # noqa: E731
     ranges = lookup_ranges(hours, horizon_s)
     listed = files.at(spark, snapshot.version) if files is not None else None
     if listed is None:
-        rows = silver.where(in_ranges(event_time.name, ranges, None in counts)).select(*keys, "payload_hash")
+        rows = silver().where(in_ranges(event_time.name, ranges, None in counts)).select(*keys, "payload_hash")
     else:
         chosen = overlapping(listed, ranges, None in counts)
         rows = files.read(spark, chosen, [*keys, "payload_hash", event_time.name])
         rows = rows.where(in_ranges(event_time.name, ranges, None in counts, dates=False)).select(*keys, "payload_hash")
     if sizes is None or too_small_to_broadcast(snapshot.size_bytes):
         return Lookup(rows, False, snapshot.version)  # (a small table's hours are counted once it has grown)
-    sizes.count(silver, event_time.name, sizes.unknown(ranges))
+    sizes.count(silver(), event_time.name, sizes.unknown(ranges))
     large = sizes.rows_in(ranges) >= BROADCAST_LOOKUP_MIN and sum(counts.values()) <= BROADCAST_KEYS_MAX
     sizes.add(counts)  # appended by this batch (an estimate: its records)
     return Lookup(rows, large, snapshot.version)
