@@ -153,33 +153,41 @@ class BatchAppender:
         if since_ms is None:
             return None, False
         since_ms -= LOOKBACK_MARGIN_MS
-        table = DeltaTable.forPath(self.spark, path)
-        limit, certain = 20, True
-        while True:
-            commits = table.history(limit).select("timestamp", "operation", "userMetadata").collect()
-            for c in commits:  # newest first
-                mine = _marker(c.userMetadata)
-                if mine and mine.get("app_id") == app_id:
-                    return int(mine["batch_id"]), True
-                if c.timestamp.timestamp() * 1000 < since_ms:
-                    return None, certain
-                if mine is None and c.operation in ("WRITE", "STREAMING UPDATE"):
-                    certain = False
-            if len(commits) < limit:
+        certain = True
+        for version in range(table_version(self.spark, path), -1, -1):  # newest first, each commit's own file
+            info = commit_info(self.spark, path, version)
+            if info is None:  # cleaned up, or not readable: the window cannot be bounded
+                return None, False
+            mine = _marker(info.get("userMetadata"))
+            if mine and mine.get("app_id") == app_id:
+                return int(mine["batch_id"]), True
+            committed_ms = info.get("inCommitTimestamp", info.get("timestamp"))
+            if committed_ms is None:  # a commit without its info (another engine's): when its file was written
+                committed_ms = _modification_ms(self.spark, f"{path.rstrip('/')}/_delta_log/{version:020d}.json")
+            if committed_ms is not None and int(committed_ms) < since_ms:
                 return None, certain
-            limit *= 10
+            if mine is None and info.get("operation", "WRITE") in ("WRITE", "STREAMING UPDATE"):
+                certain = False
+        return None, certain
+
+
+def commit_info(spark: SparkSession, path: str, version: int) -> dict | None:
+    """The `commitInfo` of version `version` of the Delta table at `path`, read from the commit's own file in the
+    table's log (a few ms, no Spark job; Delta's history is a DataFrame over every commit it lists); {} for a
+    commit without one, None where the file cannot be read (cleaned up after the log's retention)."""
+    try:
+        lines = read_text(spark, f"{path.rstrip('/')}/_delta_log/{version:020d}.json").splitlines()
+    except Py4JError:
+        return None
+    return next((a["commitInfo"] for a in map(json.loads, filter(str.strip, lines)) if "commitInfo" in a), {})
 
 
 def committed_by_others(spark: SparkSession, path: str, after: int, until: int, app_id: str) -> bool:
     """Whether a commit of the table at `path` after version `after`, up to `until`, was not one of `app_id`'s
     appends: read from the commits' own files in the table's log (True where one cannot be read)."""
     for v in range(after + 1, until + 1):
-        try:
-            lines = read_text(spark, f"{path.rstrip('/')}/_delta_log/{v:020d}.json").splitlines()
-        except Py4JError:
-            return True
-        info = next((a["commitInfo"] for a in map(json.loads, filter(str.strip, lines)) if "commitInfo" in a), {})
-        mine = _marker(info.get("userMetadata"))
+        info = commit_info(spark, path, v)
+        mine = _marker(info.get("userMetadata")) if info is not None else None
         if not mine or mine.get("app_id") != app_id:
             return True
     return False
