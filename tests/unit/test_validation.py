@@ -79,8 +79,14 @@ REJECTIONS = [
         (b"{not json", ["invalid_json"]),
         (b"\xff\xfe{}", ["invalid_json"]),
         (b'{"a":1,"a":2}', ["invalid_json"]),
+        (b'{"a":{"b":1,"b":2}}', ["invalid_json"]),  # a key twice in a nested object
+        (b"{'event_id':'e1'}", ["invalid_json"]),  # single quotes, which Spark's JSON reader would allow
+        (b'{"price":NaN}', ["invalid_json"]),  # as would it NaN
+        (b'{"a":1,}', ["invalid_json"]),
         (b"[1,2]", ["not_an_object"]),
         (b'"text"', ["not_an_object"]),
+        (b"null", ["not_an_object"]),
+        (b" 7 ", ["not_an_object"]),
         (with_(event_id=...), ["missing:event_id"]),
         (with_(event_id=""), ["missing:event_id"]),
         (with_(event_id=None), ["missing:event_id"]),
