@@ -54,11 +54,18 @@ ROW_RULES: dict[str, Callable[[Mapping[str, Any]], Column]] = {
 }
 
 
+def compact_codes(codes: list[Column]) -> Column:
+    """The array of the non-null ones of `codes` (which must be distinct), in order. By `array_except` with a null, not
+    `array_compact`: that is a `filter` with a lambda, which Spark evaluates, with every check under it, outside its
+    generated code (measured on the contract's parse: ~4% of its CPU more)."""
+    return F.array_except(F.array(*codes), F.array(F.lit(None).cast("string")))
+
+
 def broken_rules(rules: tuple[Rule, ...]) -> Column:
     """An array of the names of the `rules` a row breaks (empty when it breaks none)."""
     if not rules:
         return F.array().cast("array<string>")
-    return F.array_compact(F.array(*[F.when(ROW_RULES[r.type](r.kwargs), F.lit(r.name)) for r in rules]))
+    return compact_codes([F.when(ROW_RULES[r.type](r.kwargs), F.lit(r.name)) for r in rules])
 
 
 def apply_row_rules(parsed: DataFrame, rules: tuple[Rule, ...]) -> DataFrame:
