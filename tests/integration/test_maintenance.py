@@ -181,3 +181,30 @@ def test_a_new_silver_table_keeps_statistics_only_of_the_columns_lakepipe_reads_
     assert [sorted(s["minValues"]) for s in stats] == [["change_time", "customer_id", "lsn"]]  # not email, nor the rest
     rows = spark.read.format("delta").load(path).where("customer_id = 'c1' AND change_time >= '2026-11-22'").collect()
     assert [(r.lsn, r.email) for r in rows] == [(7, "a@b.c")]
+
+
+def test_new_tables_write_the_columns_unique_to_each_record_without_a_dictionary(spark, tmp_path):
+    """Bronze's raw value and offset, and silver's payload hash, are written plain: Parquet tries no dictionary for
+    them. Shown with values that repeat, where it would otherwise use one (as it still does for the topic)."""
+    import pyarrow.parquet as pq
+
+    from pipelines.engine.bronze import BRONZE_SCHEMA
+    from pipelines.engine.tables import create_tables
+    from pipelines.model.config import load_settings
+    from pipelines.model.project import load_project
+    from tests.conftest import write_conf
+
+    project = load_project(load_settings("test", write_conf(tmp_path / "conf", "test.unused")), ["clickstream"])
+    p = project.pipeline("clickstream")
+    create_tables(spark, project, p)
+    now = dt.datetime(2026, 11, 22, 9)
+    rows = [(b"u1", b'{"n":%d}' % (i % 3), "t", 0, i % 5, now, 0, [], now, now.date()) for i in range(2000)]
+    path = p.layout.bronze.path
+    spark.createDataFrame(rows, BRONZE_SCHEMA).coalesce(1).write.format("delta").mode("append").save(path)
+    files = list(Path(path.removeprefix("file:")).rglob("*.parquet"))
+    meta = pq.ParquetFile(files[0]).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert not any("DICTIONARY" in e for e in encodings["value"] + encodings["offset"]), encodings
+    assert any("DICTIONARY" in e for e in encodings["topic"]), encodings
+    props = spark.sql(f"DESCRIBE DETAIL delta.`{p.layout.silver.path}`").first().properties
+    assert props["parquet.enable.dictionary#payload_hash"] == "false"
