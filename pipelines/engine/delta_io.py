@@ -87,6 +87,7 @@ def append_once(df: DataFrame, path: str, app_id: str, version: int, merge_schem
 
 MARKER = "lakepipe"  # the key of our facts in a commit's userMetadata
 LOOKBACK_MARGIN_MS = 120_000  # clock differences between the checkpoint's and the table's storage
+FILES_READ_ALONE = 50  # commits a restart's check reads file by file (a few ms each) before asking Delta's history
 
 
 class BatchAppender:
@@ -154,7 +155,10 @@ class BatchAppender:
             return None, False
         since_ms -= LOOKBACK_MARGIN_MS
         certain = True
-        for version in range(table_version(self.spark, path), -1, -1):  # newest first, each commit's own file
+        newest = table_version(self.spark, path)
+        for version in range(newest, -1, -1):  # newest first, each commit's own file
+            if newest - version >= FILES_READ_ALONE:  # others wrote much since (a shared table, a long stop)
+                return self._last_batch_in_history(path, app_id, since_ms)
             info = commit_info(self.spark, path, version)
             if info is None:  # cleaned up, or not readable: the window cannot be bounded
                 return None, False
@@ -169,6 +173,24 @@ class BatchAppender:
             if mine is None and info.get("operation", "WRITE") in ("WRITE", "STREAMING UPDATE"):
                 certain = False
         return None, certain
+
+    def _last_batch_in_history(self, path: str, app_id: str, since_ms: int) -> tuple[int | None, bool]:
+        """`_last_batch_in_log` from Delta's history, read in growing pages: for a window of many commits."""
+        table = DeltaTable.forPath(self.spark, path)
+        limit, certain = 100, True
+        while True:
+            commits = table.history(limit).select("timestamp", "operation", "userMetadata").collect()
+            for c in commits:  # newest first
+                mine = _marker(c.userMetadata)
+                if mine and mine.get("app_id") == app_id:
+                    return int(mine["batch_id"]), True
+                if c.timestamp.timestamp() * 1000 < since_ms:
+                    return None, certain
+                if mine is None and c.operation in ("WRITE", "STREAMING UPDATE"):
+                    certain = False
+            if len(commits) < limit:
+                return None, certain
+            limit *= 10
 
 
 def commit_info(spark: SparkSession, path: str, version: int) -> dict | None:

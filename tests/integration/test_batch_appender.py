@@ -76,3 +76,25 @@ def test_appends_without_a_marker_in_the_window_leave_the_decision_to_delta(spar
     assert _rows_of(spark, table, 5) == 3
     assert BatchAppender(spark, str(checkpoint)).append(_batch(spark, 6), table, "app-a", 6)
     assert _rows_of(spark, table, 6) == 3
+
+
+def test_a_batch_behind_many_commits_of_others_is_found_in_delta_history(spark, tmp_path, monkeypatch):
+    """A shared table (the quality results) or a long stop: more commits since the batch's write than the restart reads
+    file by file. Delta's history then answers, and the batch is still not appended twice."""
+    from pipelines.engine import delta_io
+
+    monkeypatch.setattr(delta_io, "FILES_READ_ALONE", 3)
+    table, checkpoint = str(tmp_path / "t"), tmp_path / "ckpt"
+    _offsets(checkpoint, 1)
+    BatchAppender(spark, str(checkpoint)).append(_batch(spark, 1), table, "app-a", 1)
+    others = BatchAppender(spark, str(tmp_path / "other-ckpt"))
+    _offsets(tmp_path / "other-ckpt", *range(5))
+    for b in range(5):
+        others.append(_batch(spark, 90 + b, rows=1), table, "app-b", b)
+
+    restarted = BatchAppender(spark, str(checkpoint))
+    assert not restarted.append(_batch(spark, 1), table, "app-a", 1)
+    assert _rows_of(spark, table, 1) == 3
+    _offsets(checkpoint, 2)
+    assert restarted.append(_batch(spark, 2), table, "app-a", 2)
+    assert _rows_of(spark, table, 2) == 3
