@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, TypeVar
 
 from delta.tables import DeltaTable
@@ -153,44 +153,53 @@ class BatchAppender:
         since_ms = _modification_ms(self.spark, f"{self.checkpoint}/offsets/{batch_id}")
         if since_ms is None:
             return None, False
-        since_ms -= LOOKBACK_MARGIN_MS
-        certain = True
-        newest = table_version(self.spark, path)
-        for version in range(newest, -1, -1):  # newest first, each commit's own file
-            if newest - version >= FILES_READ_ALONE:  # others wrote much since (a shared table, a long stop)
-                return self._last_batch_in_history(path, app_id, since_ms)
-            info = commit_info(self.spark, path, version)
-            if info is None:  # cleaned up, or not readable: the window cannot be bounded
-                return None, False
-            mine = _marker(info.get("userMetadata"))
-            if mine and mine.get("app_id") == app_id:
-                return int(mine["batch_id"]), True
-            committed_ms = info.get("inCommitTimestamp", info.get("timestamp"))
-            if committed_ms is None:  # a commit without its info (another engine's): when its file was written
-                committed_ms = _modification_ms(self.spark, f"{path.rstrip('/')}/_delta_log/{version:020d}.json")
-            if committed_ms is not None and int(committed_ms) < since_ms:
-                return None, certain
-            if mine is None and info.get("operation", "WRITE") in ("WRITE", "STREAMING UPDATE"):
-                certain = False
-        return None, certain
+        return _newest_batch_of(app_id, self._commits(path), since_ms - LOOKBACK_MARGIN_MS)
 
-    def _last_batch_in_history(self, path: str, app_id: str, since_ms: int) -> tuple[int | None, bool]:
-        """`_last_batch_in_log` from Delta's history, read in growing pages: for a window of many commits."""
-        table = DeltaTable.forPath(self.spark, path)
-        limit, certain = 100, True
+    def _commits(self, path: str) -> Iterator[tuple[str | None, float | None, str] | None]:
+        """The table's commits newest first as (userMetadata, time in ms, operation), read lazily: from each commit's
+        own file, then, past FILES_READ_ALONE of them (a shared table, a long stop), from Delta's history in growing
+        pages (its first commits again, which changes nothing). None where a commit file cannot be read."""
+        newest = table_version(self.spark, path)
+        for version in range(newest, -1, -1):
+            if newest - version >= FILES_READ_ALONE:
+                yield from self._history(path)
+                return
+            info = commit_info(self.spark, path, version)
+            if info is None:
+                yield None
+                return
+            ms = info.get("inCommitTimestamp", info.get("timestamp"))
+            if ms is None:  # a commit without its info (another engine's): when its file was written
+                ms = _modification_ms(self.spark, f"{path.rstrip('/')}/_delta_log/{version:020d}.json")
+            yield info.get("userMetadata"), ms, info.get("operation", "WRITE")
+
+    def _history(self, path: str) -> Iterator[tuple[str | None, float, str]]:
+        table, limit, seen = DeltaTable.forPath(self.spark, path), 100, 0
         while True:
-            commits = table.history(limit).select("timestamp", "operation", "userMetadata").collect()
-            for c in commits:  # newest first
-                mine = _marker(c.userMetadata)
-                if mine and mine.get("app_id") == app_id:
-                    return int(mine["batch_id"]), True
-                if c.timestamp.timestamp() * 1000 < since_ms:
-                    return None, certain
-                if mine is None and c.operation in ("WRITE", "STREAMING UPDATE"):
-                    certain = False
-            if len(commits) < limit:
-                return None, certain
-            limit *= 10
+            rows = table.history(limit).select("timestamp", "operation", "userMetadata").collect()
+            for c in rows[seen:]:
+                yield c.userMetadata, c.timestamp.timestamp() * 1000, c.operation
+            if len(rows) < limit:
+                return
+            seen, limit = len(rows), limit * 10
+
+
+def _newest_batch_of(app_id: str, commits: Iterable, since_ms: float) -> tuple[int | None, bool]:
+    """`BatchAppender._last_batch_in_log` over `commits` (newest first; None: one could not be read, the window
+    cannot be bounded)."""
+    certain = True
+    for commit in commits:
+        if commit is None:
+            return None, False
+        user_metadata, ms, operation = commit
+        mine = _marker(user_metadata)
+        if mine and mine.get("app_id") == app_id:
+            return int(mine["batch_id"]), True
+        if ms is not None and float(ms) < since_ms:
+            return None, certain
+        if mine is None and operation in ("WRITE", "STREAMING UPDATE"):
+            certain = False
+    return None, certain
 
 
 def commit_info(spark: SparkSession, path: str, version: int) -> dict | None:
