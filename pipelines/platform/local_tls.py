@@ -5,6 +5,7 @@ the key stores' password is random, kept beside them, readable by the owner only
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import subprocess
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from pipelines.errors import BrokerError
 from pipelines.platform.jars import java_executable
+
+_PASSWORD_VAR = "LAKEPIPE_KEYSTORE_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -50,29 +53,34 @@ def ensure(folder: Path, host: str) -> BrokerTls:
     names = ["dns:localhost", "ip:127.0.0.1"] + ([f"{'ip' if _is_ip(host) else 'dns'}:{host}"]
                                                   if host not in ("localhost", "127.0.0.1", "0.0.0.0") else [])  # fmt: skip
     ca, csr, cert = folder / "ca.p12", folder / "broker.csr", folder / "broker.pem"
-    store = ["-storetype", "PKCS12", "-storepass", password, "-keypass", password]
+    storepass = ["-storepass:env", _PASSWORD_VAR]
+    store = ["-storetype", "PKCS12", *storepass, "-keypass:env", _PASSWORD_VAR]
     new_key = ["-keyalg", "RSA", "-keysize", "2048", "-validity", "3650"]
-    _keytool("-genkeypair", "-alias", "ca", "-dname", "CN=lakepipe local CA", *new_key, "-ext", "bc:c",
-             "-keystore", str(ca), *store)  # fmt: skip
-    _keytool("-exportcert", "-alias", "ca", "-keystore", str(ca), "-storepass", password, "-rfc", "-file", str(tls.ca_pem))
-    _keytool("-genkeypair", "-alias", "broker", "-dname", "CN=localhost", *new_key, "-keystore", str(tls.keystore), *store)
-    _keytool("-certreq", "-alias", "broker", "-keystore", str(tls.keystore), "-storepass", password, "-file", str(csr))
-    _keytool("-gencert", "-alias", "ca", "-keystore", str(ca), "-storepass", password, "-infile", str(csr),
-             "-outfile", str(cert), "-rfc", "-validity", "3650", "-ext", "SAN=" + ",".join(names),
-             "-ext", "ku:c=digitalSignature,keyEncipherment", "-ext", "eku=serverAuth")  # fmt: skip
-    _keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(tls.ca_pem), "-keystore", str(tls.keystore),
-             "-storepass", password)  # fmt: skip
-    _keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(cert), "-keystore", str(tls.keystore),
-             "-storepass", password)  # fmt: skip
+    keytool = functools.partial(_keytool, password=password)
+    keytool("-genkeypair", "-alias", "ca", "-dname", "CN=lakepipe local CA", *new_key, "-ext", "bc:c",
+            "-keystore", str(ca), *store)  # fmt: skip
+    keytool("-exportcert", "-alias", "ca", "-keystore", str(ca), *storepass, "-rfc", "-file", str(tls.ca_pem))
+    keytool("-genkeypair", "-alias", "broker", "-dname", "CN=localhost", *new_key, "-keystore", str(tls.keystore), *store)
+    keytool("-certreq", "-alias", "broker", "-keystore", str(tls.keystore), *storepass, "-file", str(csr))
+    keytool("-gencert", "-alias", "ca", "-keystore", str(ca), *storepass, "-infile", str(csr),
+            "-outfile", str(cert), "-rfc", "-validity", "3650", "-ext", "SAN=" + ",".join(names),
+            "-ext", "ku:c=digitalSignature,keyEncipherment", "-ext", "eku=serverAuth")  # fmt: skip
+    keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(tls.ca_pem), "-keystore", str(tls.keystore),
+            *storepass)  # fmt: skip
+    keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(cert), "-keystore", str(tls.keystore),
+            *storepass)  # fmt: skip
     csr.unlink()
     for f in folder.iterdir():
         os.chmod(f, 0o600)
     return tls
 
 
-def _keytool(*args: str) -> None:
+def _keytool(*args: str, password: str) -> None:
+    """Runs keytool with the key stores' password in its environment, never among its arguments: other users
+    would see it in the process list, and the JDK's launcher would take one starting with `-J` as a JVM option."""
     keytool = str(Path(java_executable()).resolve().with_name("keytool"))
-    res = subprocess.run([keytool, *args], capture_output=True, text=True)
+    env = {**os.environ, _PASSWORD_VAR: password}
+    res = subprocess.run([keytool, *args], capture_output=True, text=True, env=env)
     if res.returncode != 0:
         detail = (res.stderr or res.stdout).strip().splitlines()
         raise BrokerError(f"making the broker's TLS certificates with keytool failed ({args[0]}): "
