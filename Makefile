@@ -42,7 +42,7 @@ $(AIRFLOW_VENV)/.installed: infra/airflow/requirements.txt
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps apache-airflow-providers-apache-spark==6.3.4
 	@touch $@
 
-jars: .jars/spark/.resolved .jars/kafka/.resolved .jars/connect/.resolved .jars/debezium/.resolved .jars/metastore/.resolved .jars/localfs/.built
+jars: .jars/spark/.resolved .jars/kafka/.resolved .jars/connect/.resolved .jars/debezium/.resolved .jars/metastore/.resolved .jars/localfs/.built .jars/spark/.jsonparse
 
 # Hadoop's local file system without a child process per file and rename (infra/localfs; see LOCAL_FS_CONF in
 # pipelines/platform/session.py), compiled against PySpark's own Hadoop jar. It needs a JDK's javac: without one,
@@ -56,6 +56,19 @@ LOCALFS_SRC := $(wildcard infra/localfs/src/io/lakepipe/fs/*.java)
 	  && jar cf .jars/localfs/lakepipe-localfs.jar -C .jars/localfs/classes . ; \
 	else echo "javac not found: local Spark sessions keep Hadoop's own local file system (install a JDK 17 for the faster one)"; fi
 	@rm -rf .jars/localfs/classes && touch $@
+
+# Silver's one-pass JSON read for a contract (infra/jsonparse; see pipelines/engine/validation.py), compiled against
+# PySpark's own jars into .jars/spark, so that every session and `--jars` list of .jars/spark/*.jar carries it.
+# Without a JDK's javac, silver parses JSON with Spark SQL expressions alone (slower, the same rows).
+JSONPARSE_SRC := $(wildcard infra/jsonparse/src/io/lakepipe/json/*.java)
+.jars/spark/.jsonparse: $(JSONPARSE_SRC) .jars/spark/.resolved $(VENV)/.installed
+	@rm -rf .jars/jsonparse-classes .jars/spark/lakepipe-jsonparse.jar && mkdir -p .jars/jsonparse-classes
+	@if command -v javac >/dev/null && command -v jar >/dev/null; then \
+	  spark=$$($(BIN)/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars \
+	  && javac -nowarn --release 17 -cp "$$spark/*" -d .jars/jsonparse-classes $(JSONPARSE_SRC) \
+	  && jar cf .jars/spark/lakepipe-jsonparse.jar -C .jars/jsonparse-classes . ; \
+	else echo "javac not found: silver parses JSON with Spark SQL expressions alone (install a JDK 17 for the faster parse)"; fi
+	@rm -rf .jars/jsonparse-classes && touch $@
 
 .jars/%/.resolved: infra/%/pom.xml
 	@command -v mvn >/dev/null || { echo "mvn not found: install Maven (e.g. apt-get install maven)"; exit 1; }

@@ -46,6 +46,10 @@ SQL_CONF = {
     # its columns costs more than the memory saved. The compressor keeps statistics of every value first (a hash of
     # each string for its dictionary encoding): ~16% of silver's CPU on 2 cores, ~9% of a batch with it off.
     "spark.sql.inMemoryColumnarStorage.compressed": "false",
+    # HotSpot does not compile a method of more than 8,000 bytes of bytecode (DontCompileHugeMethods): whole-stage
+    # code larger than that ran interpreted (the silver parse's projection: 2-3 times its CPU). Above it, Spark
+    # generates code per operator and expression instead (what Spark's own documentation suggests for HotSpot).
+    "spark.sql.codegen.hugeMethodLimit": "8000",
     # Kafka credentials (`kafka.sasl.jaas.config`) are options of the Kafka source: redacted in plans and the UI.
     "spark.sql.redaction.options.regex": "(?i)url|jaas|password|secret|token",
 }

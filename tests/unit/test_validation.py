@@ -43,8 +43,14 @@ def raw(spark, *values):
     return spark.createDataFrame(rows, RAW_SCHEMA)
 
 
-def reasons_of(spark, contract, *values):
-    return [r.reasons for r in parse_records(raw(spark, *values), contract).orderBy("offset").collect()]
+def reasons_of(spark, contract, *values, parse):
+    return [r.reasons for r in parse_records(raw(spark, *values), contract, parse).orderBy("offset").collect()]
+
+
+@pytest.fixture(scope="module", params=["jvm", "sql"])
+def parse(request):
+    """Each test runs on both ways of reading the JSON (pipelines/engine/validation.py): same rows expected."""
+    return request.param
 
 
 def edit(base: dict, **changes) -> dict:
@@ -62,8 +68,8 @@ def with_(**changes):
     return edit(VALID, **changes)
 
 
-def test_valid_purchase_is_typed_exactly(spark, clickstream_contract):
-    out = parse_records(raw(spark, VALID), clickstream_contract)
+def test_valid_purchase_is_typed_exactly(spark, clickstream_contract, parse):
+    out = parse_records(raw(spark, VALID), clickstream_contract, parse)
     expected = spark.createDataFrame(
         [("e1", dt.datetime(2026, 11, 22, 9, 15, 0, 250000), Decimal("12.5000"), 2, [])],
         "event_id string, event_time timestamp, price decimal(18,4), quantity bigint, reasons array<string>",
@@ -108,9 +114,9 @@ REJECTIONS = [
 
 
 @pytest.fixture(scope="module")
-def rejection_results(spark, clickstream_contract):
+def rejection_results(spark, clickstream_contract, parse):
     """All rejection cases parsed in one Spark job (one row per case, in case order)."""
-    return reasons_of(spark, clickstream_contract, *[value for value, _ in REJECTIONS])
+    return reasons_of(spark, clickstream_contract, *[value for value, _ in REJECTIONS], parse=parse)
 
 
 @pytest.mark.parametrize("case", range(len(REJECTIONS)), ids=lambda i: "+".join(REJECTIONS[i][1]))
@@ -119,22 +125,22 @@ def test_each_rejection_reason(rejection_results, case):
     assert rejection_results[case] == expected, f"value {value!r}"
 
 
-def test_conditional_fields_apply_only_to_their_event_types(spark, clickstream_contract):
+def test_conditional_fields_apply_only_to_their_event_types(spark, clickstream_contract, parse):
     page_view = {k: VALID[k] for k in ("event_id", "event_time", "user_id", "session_id")} | {"event_type": "page_view"}
     add = with_(event_type="add_to_cart", category=..., currency=...)
-    assert reasons_of(spark, clickstream_contract, page_view, add) == [[], []]
+    assert reasons_of(spark, clickstream_contract, page_view, add, parse=parse) == [[], []]
 
 
-def test_a_record_breaking_three_rules_lists_all_three(spark, clickstream_contract):
+def test_a_record_breaking_three_rules_lists_all_three(spark, clickstream_contract, parse):
     bad = with_(price="1", quantity=0, currency="euro")
-    assert reasons_of(spark, clickstream_contract, bad) == [
+    assert reasons_of(spark, clickstream_contract, bad, parse=parse) == [
         ["bad_type:price", "out_of_range:quantity", "bad_format:currency"]
     ]
 
 
-def test_unknown_fields_are_kept_as_json_and_integral_numbers_are_integers(spark, clickstream_contract):
+def test_unknown_fields_are_kept_as_json_and_integral_numbers_are_integers(spark, clickstream_contract, parse):
     value = with_(quantity=3.0, coupon={"code": "X1", "pct": 10}, ab_test="b")
-    row = parse_records(raw(spark, value), clickstream_contract).collect()[0]
+    row = parse_records(raw(spark, value), clickstream_contract, parse).collect()[0]
     assert row.reasons == []
     assert row.quantity == 3
     assert json.loads(row.extra) == {"coupon": {"code": "X1", "pct": 10}, "ab_test": "b"}
@@ -145,25 +151,25 @@ def test_unknown_fields_are_kept_as_json_and_integral_numbers_are_integers(spark
     ("2.5e0", (None, ["bad_type:quantity"])), ("1.0e-2", (None, ["bad_type:quantity"])),
     ("1e30", (None, ["out_of_range:quantity"])), ("9007199254740993e0", (None, ["out_of_range:quantity"])),
 ])  # fmt: skip
-def test_an_integer_written_with_an_exponent_is_an_integer(spark, clickstream_contract, written, expected):
+def test_an_integer_written_with_an_exponent_is_an_integer(spark, clickstream_contract, written, expected, parse):
     text = json.dumps(with_(quantity=12345)).replace("12345", written)
-    row = parse_records(raw(spark, text), clickstream_contract).collect()[0]
+    row = parse_records(raw(spark, text), clickstream_contract, parse).collect()[0]
     assert (row.quantity, row.reasons) == expected
 
 
-def test_payload_hash_tells_exact_resends_from_conflicting_ones(spark, clickstream_contract):
-    same = parse_records(raw(spark, VALID, VALID, with_(price=13)), clickstream_contract).orderBy("offset")
+def test_payload_hash_tells_exact_resends_from_conflicting_ones(spark, clickstream_contract, parse):
+    same = parse_records(raw(spark, VALID, VALID, with_(price=13)), clickstream_contract, parse).orderBy("offset")
     hashes = [r.payload_hash for r in same.collect()]
     assert hashes[0] == hashes[1] != hashes[2]
 
 
-def test_large_value_parses(spark, clickstream_contract):
+def test_large_value_parses(spark, clickstream_contract, parse):
     big = with_(page_url="x" * 1_000_000)
-    row = parse_records(raw(spark, big), clickstream_contract).collect()[0]
+    row = parse_records(raw(spark, big), clickstream_contract, parse).collect()[0]
     assert row.reasons == [] and len(row.page_url) == 1_000_000
 
 
-def test_a_kafka_connect_schema_wrapper_is_taken_off_when_the_contract_says_so(spark):
+def test_a_kafka_connect_schema_wrapper_is_taken_off_when_the_contract_says_so(spark, parse):
     """JsonConverter with schemas.enable=true: {"schema": ..., "payload": <the change>}; both forms parse alike."""
     import dataclasses
     import json
@@ -179,8 +185,8 @@ def test_a_kafka_connect_schema_wrapper_is_taken_off_when_the_contract_says_so(s
     wrapped = {"schema": {"type": "struct", "optional": False, "name": "shop.public.customers.Envelope"}, "payload": change}
     values = [json.dumps(change), json.dumps(wrapped)]
     assert contract.connect_envelope, "the shipped customers contract takes both converter forms"
-    plain = parse_records(raw(spark, *values), dataclasses.replace(contract, connect_envelope=False)).collect()
-    unwrapping = parse_records(raw(spark, *values), contract).collect()
+    plain = parse_records(raw(spark, *values), dataclasses.replace(contract, connect_envelope=False), parse).collect()
+    unwrapping = parse_records(raw(spark, *values), contract, parse).collect()
     assert plain[0].reasons == [] and plain[1].reasons != []  # without the option a wrapper is no change event
     assert [r.reasons for r in unwrapping] == [[], []]
     assert unwrapping[0].payload_hash == unwrapping[1].payload_hash == plain[0].payload_hash
