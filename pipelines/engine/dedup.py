@@ -9,7 +9,9 @@ A record's earlier copies are looked up by its dedup key among the silver rows w
 The lookup reads only silver's date partitions, and within them only the files whose event-time statistics
 overlap those windows, so its cost follows the batch's own hours, not silver's size; but it grows with the
 traffic of those hours (millions of rows in a busy one), of which a micro-batch keeps only its own keys' rows
-when that traffic is large (`Lookup.broadcast_keys`, used by `pipelines.engine.silver.classify`).
+when that traffic is large (`Lookup.broadcast_keys`, used by `pipelines.engine.silver.classify`). Such a large
+lookup first finds which files hold one of the batch's keys, reading only keys and event times, then reads the
+payload hashes of those files alone (`files_holding`): usually none, since a re-send is rare.
 
 A silver query reads silver's data files of those windows as Parquet, listed at silver's newest version by its
 `TableFiles` (`pipelines.engine.table_files`): Delta would rebuild the table's state for each new version first.
@@ -31,7 +33,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.engine.delta_io import table_snapshot
-from pipelines.engine.table_files import TableFiles, overlapping
+from pipelines.engine.table_files import DataFile, TableFiles, overlapping
 from pipelines.model.contract import FieldSpec
 
 HOUR = 3600
@@ -151,27 +153,79 @@ class Lookup(NamedTuple):
 
 def existing_rows(
     spark: SparkSession, silver_path: str, raw: DataFrame, event_time: FieldSpec, keys: Sequence[str], horizon_s: int,
-    sizes: LookupSizes | None = None, files: TableFiles | None = None,
+    sizes: LookupSizes | None = None, files: TableFiles | None = None, batch_keys: DataFrame | None = None,
 ) -> Lookup:  # fmt: skip
     """The (dedup keys, payload hash) of the silver rows that the `raw` records are compared with, as of silver's
     newest version now (see above); with `sizes` (the query's own), whether the lookup is large enough to broadcast
     the batch's keys into it. With `files` (the query's own), silver's data files are read as they are listed
-    there (`pipelines.engine.table_files`) where they can be, instead of through Delta."""
+    there (`pipelines.engine.table_files`) where they can be, instead of through Delta; a large lookup then reads
+    only the files that hold one of `batch_keys` (the batch's keys as parsed), found first (`files_holding`)."""
     counts = batch_hours(raw, event_time)
     hours = [h for h in counts if h is not None]
     snapshot = table_snapshot(spark, silver_path)
     silver = lambda: spark.read.format("delta").option("versionAsOf", snapshot.version).load(silver_path)  # noqa: E731
     ranges = lookup_ranges(hours, horizon_s)
+    with_nulls = None in counts
     listed = files.at(spark, snapshot.version) if files is not None else None
     if listed is None:
-        rows = silver().where(in_ranges(event_time.name, ranges, None in counts)).select(*keys, "payload_hash")
+        rows = silver().where(in_ranges(event_time.name, ranges, with_nulls)).select(*keys, "payload_hash")
     else:
-        chosen = overlapping(listed, ranges, None in counts)
-        rows = files.read(spark, chosen, [*keys, "payload_hash", event_time.name])
-        rows = rows.where(in_ranges(event_time.name, ranges, None in counts, dates=False)).select(*keys, "payload_hash")
+        chosen = overlapping(listed, ranges, with_nulls)
+        rows = window_rows(spark, files, chosen, [*keys, "payload_hash"], event_time.name, ranges, with_nulls)
     if sizes is None or too_small_to_broadcast(snapshot.size_bytes):
         return Lookup(rows, False, snapshot.version)  # (a small table's hours are counted once it has grown)
     sizes.count(silver(), event_time.name, sizes.unknown(ranges))
     large = sizes.rows_in(ranges) >= BROADCAST_LOOKUP_MIN and sum(counts.values()) <= BROADCAST_KEYS_MAX
     sizes.add(counts)  # appended by this batch (an estimate: its records)
-    return Lookup(rows, large, snapshot.version)
+    if not large or batch_keys is None:
+        return Lookup(rows, large, snapshot.version)
+    if listed is not None:
+        found = files_holding(spark, files, chosen, keys, event_time.name, ranges, with_nulls, batch_keys)
+        rows = window_rows(spark, files, found, [*keys, "payload_hash"], event_time.name, ranges, with_nulls)
+        return Lookup(rows, bool(found), snapshot.version)
+    window = silver().where(in_ranges(event_time.name, ranges, with_nulls))
+    paths = holding(window.select(*keys, F.col("_metadata.file_path").alias(FILE)), keys, batch_keys)
+    rows = window.where(F.col("_metadata.file_path").isin(sorted(paths))).select(*keys, "payload_hash")
+    return Lookup(rows, bool(paths), snapshot.version)
+
+
+def window_rows(
+    spark: SparkSession, files: TableFiles, chosen: list[DataFile], columns: list[str], event_time: str,
+    ranges: list[tuple[int, int]], with_nulls: bool,
+) -> DataFrame:  # fmt: skip
+    """`columns` of the rows of `chosen` (silver's data files) whose event time is in `ranges`."""
+    rows = files.read(spark, chosen, list(dict.fromkeys([*columns, event_time])))
+    return rows.where(in_ranges(event_time, ranges, with_nulls, dates=False)).select(*columns)
+
+
+def files_holding(
+    spark: SparkSession, files: TableFiles, chosen: list[DataFile], keys: Sequence[str], event_time: str,
+    ranges: list[tuple[int, int]], with_nulls: bool, batch_keys: DataFrame,
+) -> list[DataFile]:  # fmt: skip
+    """The files of `chosen` that hold a row of the window with one of `batch_keys`, found in one Spark job that reads
+    only the keys and event times of the window's rows (broadcasting the batch's keys into them), not their payload
+    hashes: a SHA-256 in hex is most of a lookup row's bytes, and most batches match few silver rows or none (a
+    re-send is rare), so the lookup then reads the hashes of a few files or of none. Files are told apart by name
+    (Delta names every data file with a UUID); a name that names no file of `chosen`, or several, keeps them all."""
+    if not chosen:
+        return []
+    probe = files.read(spark, chosen, list(dict.fromkeys([*keys, event_time]))).select(
+        *keys, event_time, F.col("_metadata.file_name").alias(FILE)
+    ).where(in_ranges(event_time, ranges, with_nulls, dates=False))
+    names = holding(probe, keys, batch_keys)
+    by_name = Counter(_name(f) for f in chosen)
+    if any(by_name[n] != 1 for n in names):
+        return chosen
+    return [f for f in chosen if _name(f) in names]
+
+
+FILE = "_file"
+
+
+def holding(probe: DataFrame, keys: Sequence[str], batch_keys: DataFrame) -> set[str]:
+    """The values of column FILE of the `probe` rows that have one of `batch_keys` (one Spark job)."""
+    return {r[0] for r in probe.join(F.broadcast(batch_keys), list(keys), "left_semi").select(FILE).distinct().collect()}
+
+
+def _name(f: DataFile) -> str:
+    return f.path.rsplit("/", 1)[-1]

@@ -236,9 +236,9 @@ class SilverBatchWriter:
         warming = [warm_state(spark, w.path) for w in self.rebuilds]
         classified = None
         try:
-            lookup = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s, self._lookup_sizes,
-                                   self._silver_files)  # fmt: skip
             validated = validate(raw, self.contract, self.suite)
+            lookup = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s, self._lookup_sizes,
+                                   self._silver_files, validated.select(*keys))  # fmt: skip
             skip = self.spec.tombstones == "skip"
             classified = classify_validated(validated, lookup.rows, keys, skip, lookup.broadcast_keys)
             classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
