@@ -48,6 +48,7 @@ BROADCAST_KEYS_MAX = 1_000_000
 # BROADCAST_LOOKUP_MIN rows of that size cannot hold a lookup that large, so its hours are not counted (a Spark job,
 # ~0.6 s on 2 cores, that a new query, a `--once` run or a small table's new hour would otherwise pay).
 MIN_ROW_BYTES = 32
+FILE = "_file"  # the column naming the silver file a lookup row was read from (`files_holding`)
 
 
 def lookup_ranges(hours: list[int], horizon_s: int, max_ranges: int = MAX_RANGES) -> list[tuple[int, int]]:
@@ -191,10 +192,13 @@ def existing_rows(
 
 def window_rows(
     spark: SparkSession, files: TableFiles, chosen: list[DataFile], columns: list[str], event_time: str,
-    ranges: list[tuple[int, int]], with_nulls: bool,
+    ranges: list[tuple[int, int]], with_nulls: bool, file_name: bool = False,
 ) -> DataFrame:  # fmt: skip
-    """`columns` of the rows of `chosen` (silver's data files) whose event time is in `ranges`."""
+    """`columns` of the rows of `chosen` (silver's data files) whose event time is in `ranges`; with `file_name`, each
+    row's file name too (column FILE)."""
     rows = files.read(spark, chosen, list(dict.fromkeys([*columns, event_time])))
+    if file_name:
+        rows, columns = rows.withColumn(FILE, F.col("_metadata.file_name")), [*columns, FILE]
     return rows.where(in_ranges(event_time, ranges, with_nulls, dates=False)).select(*columns)
 
 
@@ -209,17 +213,12 @@ def files_holding(
     (Delta names every data file with a UUID); a name that names no file of `chosen`, or several, keeps them all."""
     if not chosen:
         return []
-    probe = files.read(spark, chosen, list(dict.fromkeys([*keys, event_time]))).select(
-        *keys, event_time, F.col("_metadata.file_name").alias(FILE)
-    ).where(in_ranges(event_time, ranges, with_nulls, dates=False))
-    names = holding(probe, keys, batch_keys)
+    names = holding(window_rows(spark, files, chosen, list(keys), event_time, ranges, with_nulls, file_name=True), keys,
+                    batch_keys)  # fmt: skip
     by_name = Counter(_name(f) for f in chosen)
     if any(by_name[n] != 1 for n in names):
         return chosen
     return [f for f in chosen if _name(f) in names]
-
-
-FILE = "_file"
 
 
 def holding(probe: DataFrame, keys: Sequence[str], batch_keys: DataFrame) -> set[str]:
