@@ -286,23 +286,41 @@ def upsert(batch: DataFrame, path: str, keys: tuple[str, ...], delete_flag: str 
     merge.execute()
 
 
-def upsert_nonempty(batch: DataFrame, path: str, keys: tuple[str, ...], delete_flag: str | None = None) -> None:
+def upsert_nonempty(batch: DataFrame, path: str, keys: tuple[str, ...], delete_flag: str | None = None,
+                    warm: bool = True) -> None:
     """`upsert` for a foreachBatch: skips empty batches (a MERGE costs seconds even when empty).
 
-    The batch is persisted so that checking for rows and merging evaluate a stateful plan only once; the target's
-    state is computed meanwhile (`warm_state`). An empty batch (the last of a `--once` run) waits for that
-    computation rather than end with it still running: the work of a micro-batch ends with it, so a run that
-    stops, or a caller that removes the table after it, meets no Spark job of the batch still reading the table.
+    The batch is persisted so that checking for rows and merging evaluate a stateful plan only once; with `warm`,
+    the target's state is computed meanwhile (`warm_state`). An empty batch waits for that computation rather than
+    end with it still running: the work of a micro-batch ends with it, so a run that stops, or a caller that removes
+    the table after it, meets no Spark job of the batch still reading the table. A batch known to bring no input
+    (`batch_brings_input`: the last of a `--once` run, which only moves the watermark) passes `warm=False`: it
+    rarely has rows to MERGE, and when it does the MERGE computes the state itself.
     """
     batch = batch.persist()
-    warming = warm_state(batch.sparkSession, path)
+    warming = warm_state(batch.sparkSession, path) if warm else None
     try:
         if not batch.isEmpty():
             upsert(batch, path, keys, delete_flag)
-        else:
+        elif warming is not None:
             warming.join()
     finally:
         batch.unpersist()
+
+
+def batch_brings_input(spark: SparkSession, checkpoint: str, batch_id: int) -> bool:
+    """Whether micro-batch `batch_id` of the streaming query checkpointed at `checkpoint` reads source input: False
+    for a no-data batch, which Spark runs after the input ends when the watermark moved (to drop expired state; in a
+    `--once` run, its last batch), whose sources' offsets in the checkpoint's offset log are those of the batch
+    before it. Two small files read (the log's first two lines are its version and the batch's watermark and
+    settings, one line per source follows); True when that cannot be told (the first batch, a file missing)."""
+    if batch_id <= 0:
+        return True
+    fs, offsets = hadoop_path(spark, checkpoint.rstrip("/") + "/offsets")
+    this, before = (offsets.toString() + f"/{b}" for b in (batch_id, batch_id - 1))
+    if not (fs.exists(hadoop_path(spark, this)[1]) and fs.exists(hadoop_path(spark, before)[1])):
+        return True
+    return read_text(spark, this).splitlines()[2:] != read_text(spark, before).splitlines()[2:]
 
 
 class TableSnapshot(NamedTuple):

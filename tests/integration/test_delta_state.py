@@ -69,3 +69,33 @@ def test_an_empty_upsert_batch_ends_with_the_state_computation_it_began(spark, t
     running = [t.name for t in threading.enumerate() if t.name == "delta-state" and t.is_alive()]
     assert running == [], "a state computation of the batch outlived it"
     assert spark.read.format("delta").load(path).count() == 50  # nothing written by the empty batch
+
+
+def test_a_no_data_batch_is_told_from_the_offset_log(spark, tmp_path):
+    """A watermarked aggregation's `--once` run ends with a batch that only moves the watermark: `batch_brings_input`
+    says so from the checkpoint, and says True for every batch that reads rows (also after more rows arrive)."""
+    from pipelines.engine.delta_io import batch_brings_input
+
+    source, checkpoint = str(tmp_path / "source"), str(tmp_path / "checkpoint")
+    seen = []  # (batch id, rows read, what batch_brings_input said)
+
+    def record(batch, batch_id):  # noqa: ANN001
+        seen.append((batch_id, batch.count(), batch_brings_input(batch.sparkSession, checkpoint, batch_id)))
+
+    def run(first_minute: int) -> None:
+        minutes = spark.range(first_minute, first_minute + 5).select(F.timestamp_seconds(F.col("id") * 60).alias("t"))
+        minutes.write.format("delta").mode("append").save(source)
+        counts = (spark.readStream.format("delta").load(source).withWatermark("t", "1 minute")
+                  .groupBy(F.window("t", "1 minute")).count())  # fmt: skip
+        query = counts.writeStream.outputMode("update").foreachBatch(record)
+        query.option("checkpointLocation", checkpoint).trigger(availableNow=True).start().awaitTermination()
+
+    run(0)
+    run(10)
+    told = {batch_id: brings for batch_id, _, brings in seen}
+    assert [b for b, _, _ in seen] == sorted(told) and len(told) >= 3, f"batches seen: {seen}"
+    assert [b for b, brings in told.items() if not brings], f"no batch was told to bring no input: {seen}"
+    for batch_id, rows, brings in seen:
+        assert brings == (rows > 0), f"batch {batch_id} emitted {rows} rows, told brings input={brings}: {seen}"
+    assert told[0] and batch_brings_input(spark, checkpoint, 0)
+    assert batch_brings_input(spark, str(tmp_path / "no-checkpoint"), 3)  # cannot tell: True
