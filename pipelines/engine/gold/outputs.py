@@ -44,9 +44,10 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
             query = _rows(spark, p, o).writeStream.format("delta").outputMode("append").option("path", path)
         case Upsert(keys=keys, delete_flag=flag):
             path = p.layout.output(o.name).path
+            continuous = "processingTime" in trigger  # runs no batch without input (NO_DATA_BATCHES below): no check
 
             def upsert(batch: DataFrame, batch_id: int) -> None:
-                warm = batch_brings_input(batch.sparkSession, checkpoint, batch_id)
+                warm = continuous or batch_brings_input(batch.sparkSession, checkpoint, batch_id)
                 upsert_nonempty(batch, path, keys, flag, warm=warm)
 
             query = _rows(spark, p, o).writeStream.outputMode("update").foreachBatch(upsert)
