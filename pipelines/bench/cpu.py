@@ -7,7 +7,9 @@ CPU time over the last `MEASURED_SECONDS` (the process's own, from /proc: tasks,
 records sent meanwhile. The baseline is the same for E1m's pipeline: the minimal typed silver job reading Kafka
 with our three gold queries on its table, which sustains E1's goal. Ours runs first, then the baseline, in the
 same JVM; each side's JIT compile seconds and the Python process's CPU (the sender's and silver's `foreachBatch`
-calls) are in the details.
+calls) are in the details, with the JVM's CPU split by what its threads do (`thread_groups`: tasks, the JIT
+compiler, the garbage collector, the queries' own threads, the scheduler, calls from Python) and the CPU of the
+Python workers the JVM runs (the sessions query's pandas state, the suite's conversions).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 from pipelines.bench.common import DriverMemory, Figure, Topics, payloads
@@ -34,9 +37,80 @@ MEASURED_SECONDS = 180  # the last 3 minutes: the first 2 hold the start and the
 def cpu_seconds(spark) -> float:  # noqa: ANN001
     """CPU seconds the driver JVM process has used so far (user and system, every thread), from /proc as the peak
     RSS is (`RssSampler`): the JVM's own beans for it are not open to reflection from py4j."""
-    pid = spark._jvm.java.lang.ProcessHandle.current().pid()  # noqa: SLF001
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    own, _ = _ticks(Path(f"/proc/{jvm_pid(spark)}/stat").read_text())  # utime, stime
+    return own / os.sysconf("SC_CLK_TCK")
+
+
+# What a driver JVM thread does, by its name as /proc gives it (cut to 15 characters): the first group whose prefix
+# it starts with. Threads of no group, and threads that ended during the window, are the rest ("other").
+THREAD_GROUPS = (
+    ("tasks", ("Executor task",)),
+    ("JIT compiler", ("C1 CompilerThre", "C2 CompilerThre")),
+    ("garbage collector", ("GC Thread", "VM Thread")),
+    ("query threads (planning, state, commits)", ("stream executio",)),
+    ("scheduler and listeners", ("dag-scheduler", "task-result-get", "dispatcher-", "spark-listener")),
+    ("calls from Python (foreachBatch)", ("Thread-",)),
+)
+OTHER = "other"
+
+
+def _ticks(stat: str) -> tuple[int, int]:
+    """(own CPU ticks, ticks of its ended and waited-for children) from a /proc stat line (pure)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def thread_cpu(pid: int) -> dict[str, tuple[str, float]]:
+    """CPU seconds each live thread of process `pid` has used so far: {thread id: (name, seconds)}."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            own, _ = _ticks(Path(f"/proc/{pid}/task/{tid}/stat").read_text())
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[tid] = (name, own / os.sysconf("SC_CLK_TCK"))
+    return out
+
+
+def thread_groups(before: dict[str, tuple[str, float]], after: dict[str, tuple[str, float]], total_s: float) -> dict[str, float]:
+    """CPU seconds per THREAD_GROUPS group between two `thread_cpu` readings, and OTHER: the rest of `total_s`, the
+    process's CPU over the same time (pure)."""
+    groups: Counter = Counter()
+    for tid, (name, seconds) in after.items():
+        used = seconds - before.get(tid, (name, 0.0))[1]
+        group = next((g for g, prefixes in THREAD_GROUPS if name.startswith(prefixes)), None)
+        if group is not None:
+            groups[group] += used
+    out = {g: round(groups[g], 1) for g, _ in THREAD_GROUPS}
+    out[OTHER] = round(max(total_s - sum(groups.values()), 0.0), 1)
+    return out
+
+
+def children_cpu(pid: int) -> float:
+    """CPU seconds used so far by the processes `pid` started (the JVM's Python workers and the daemon that forks
+    them) and by their children, ended ones included (their parent waited for them)."""
+    kids: dict[int, list[int]] = {}
+    stats: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            stats[int(entry)] = stat
+            kids.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    ticks, todo = 0, list(kids.get(pid, []))
+    while todo:
+        child = todo.pop()
+        own, ended = _ticks(stats[child])
+        ticks += own + ended
+        todo += kids.get(child, [])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def jvm_pid(spark) -> int:  # noqa: ANN001
+    return spark._jvm.java.lang.ProcessHandle.current().pid()  # noqa: SLF001
 
 
 def per_record_us(cpu_s: float, records: int) -> float:
@@ -52,7 +126,9 @@ def _measure(spark, settings: Settings, topic: str, queries: list, seconds: floa
     sender.start()
     try:
         time.sleep(seconds - measured)
+        pid = jvm_pid(spark)
         sent0, cpu0, jit0, py0 = sender.sent, cpu_seconds(spark), jit_seconds(spark), sum(os.times()[:2])
+        threads0, workers0 = thread_cpu(pid), children_cpu(pid)
         t0 = time.monotonic()
         sender.join()
         if sender.error:
@@ -60,6 +136,7 @@ def _measure(spark, settings: Settings, topic: str, queries: list, seconds: floa
         elapsed = time.monotonic() - t0
         records = sender.sent - sent0
         cpu, jit, py = cpu_seconds(spark) - cpu0, jit_seconds(spark) - jit0, sum(os.times()[:2]) - py0
+        groups, workers = thread_groups(threads0, thread_cpu(pid), cpu), children_cpu(pid) - workers0
         for q in queries:
             runner.raise_if_failed(q, queries)
         # stopped idle, not in the middle of a micro-batch; and a side that fell behind shows as not drained
@@ -70,7 +147,8 @@ def _measure(spark, settings: Settings, topic: str, queries: list, seconds: floa
             if q.isActive:
                 q.stop()
     return {"us_per_record": round(per_record_us(cpu, records), 1), "records": records, "seconds": round(elapsed, 1),
-            "jvm_cpu_s": round(cpu, 1), "jit_s": round(jit, 1), "python_cpu_s": round(py, 1), "drained": drained}  # fmt: skip
+            "jvm_cpu_s": round(cpu, 1), "jit_s": round(jit, 1), "python_cpu_s": round(py, 1), "drained": drained,
+            "jvm_cpu_s_by_thread": groups, "python_workers_cpu_s": round(workers, 1)}  # fmt: skip
 
 
 def bench_cpu_per_record(spark, settings: Settings, topics: Topics, scratch: Path, quick: bool) -> Figure:  # noqa: ANN001

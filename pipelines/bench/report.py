@@ -96,6 +96,9 @@ def report(figures: list[Figure], info: dict, command: str, out_dir: Path, repea
             lines += [_trial_line(t) for t in f.details["trials"]]
         if f.details.get("files"):
             lines += _files_table(f.details["files"])
+        if f.name == "E1c":
+            lines += ["", "E1c, the measured window's CPU seconds (driver JVM by thread; Python workers; the bench's Python):", ""]
+            lines += [_cpu_line(side, f.details[side]) for side in ("ours", "baseline")]
     text = "\n".join(lines)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = info["when"].replace(":", "")
@@ -103,6 +106,12 @@ def report(figures: list[Figure], info: dict, command: str, out_dir: Path, repea
     data = {"machine": info, "command": command, "figures": [asdict(f) | {"ratio": f.ratio} for f in figures]}
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(data, indent=2, default=str))
     return text
+
+
+def _cpu_line(side: str, m: dict) -> str:
+    threads = ", ".join(f"{k} {v:,}" for k, v in m.get("jvm_cpu_s_by_thread", {}).items())
+    workers = f"; Python workers {m['python_workers_cpu_s']:,}" if "python_workers_cpu_s" in m else ""
+    return f"- {side}: {m['records']:,} records, JVM {m['jvm_cpu_s']:,} ({threads}){workers}; bench Python {m['python_cpu_s']:,}"
 
 
 def _trial_line(t: dict) -> str:
