@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.engine.gold.sessions import sessionize
+from pipelines.engine.gold.sessions import BUCKETS, sessionize
 
 REVENUE = "decimal(38,4)"
 
@@ -38,6 +38,7 @@ def activity_per_minute(events: DataFrame) -> DataFrame:
     return agg.select(*_window_columns(), "event_type", "events", "users")
 
 
-def sessions(events: DataFrame, gap: str = "30 minutes") -> DataFrame:
-    """One row per session: events of a session_id with no gap of `gap` or more between them."""
-    return sessionize(events, gap)
+def sessions(events: DataFrame, gap: str = "30 minutes", buckets: int | str = BUCKETS) -> DataFrame:
+    """One row per session: events of a session_id with no gap of `gap` or more between them. `buckets`: how many
+    groups of session ids the state is kept in (`pipelines.engine.gold.sessions`; part of the checkpoint)."""
+    return sessionize(events, gap, buckets)
