@@ -87,19 +87,25 @@ def thread_groups(before: dict[str, tuple[str, float]], after: dict[str, tuple[s
     return out
 
 
-def children_cpu(pid: int) -> float:
-    """CPU seconds used so far by the processes `pid` started (the JVM's Python workers and the daemon that forks
-    them) and by their children, ended ones included (their parent waited for them)."""
+def processes() -> tuple[dict[int, str], dict[int, list[int]]]:
+    """Every process's /proc stat line by pid, and the pids of each process's children."""
     kids: dict[int, list[int]] = {}
     stats: dict[int, str] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
+            except OSError:  # it ended meanwhile
                 continue
             stats[int(entry)] = stat
             kids.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    return stats, kids
+
+
+def children_cpu(pid: int) -> float:
+    """CPU seconds used so far by the processes `pid` started (the JVM's Python workers and the daemon that forks
+    them) and by their children, ended ones included (their parent waited for them)."""
+    stats, kids = processes()
     ticks, todo = 0, list(kids.get(pid, []))
     while todo:
         child = todo.pop()

@@ -316,11 +316,11 @@ def batch_brings_input(spark: SparkSession, checkpoint: str, batch_id: int) -> b
     settings, one line per source follows); True when that cannot be told (the first batch, a file missing)."""
     if batch_id <= 0:
         return True
-    fs, offsets = hadoop_path(spark, checkpoint.rstrip("/") + "/offsets")
-    this, before = (offsets.toString() + f"/{b}" for b in (batch_id, batch_id - 1))
-    if not (fs.exists(hadoop_path(spark, this)[1]) and fs.exists(hadoop_path(spark, before)[1])):
+    fs, this = hadoop_path(spark, f"{checkpoint.rstrip('/')}/offsets/{batch_id}")
+    before = spark._jvm.org.apache.hadoop.fs.Path(this.getParent(), str(batch_id - 1))  # noqa: SLF001
+    if not (fs.exists(this) and fs.exists(before)):
         return True
-    return read_text(spark, this).splitlines()[2:] != read_text(spark, before).splitlines()[2:]
+    return read_text(spark, this.toString()).splitlines()[2:] != read_text(spark, before.toString()).splitlines()[2:]
 
 
 class TableSnapshot(NamedTuple):

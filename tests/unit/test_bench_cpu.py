@@ -11,7 +11,16 @@ import time
 
 import pytest
 
-from pipelines.bench.cpu import OTHER, THREAD_GROUPS, children_cpu, cpu_seconds, per_record_us, thread_cpu, thread_groups
+from pipelines.bench.cpu import (
+    OTHER,
+    THREAD_GROUPS,
+    children_cpu,
+    cpu_seconds,
+    per_record_us,
+    processes,
+    thread_cpu,
+    thread_groups,
+)
 from pipelines.errors import LakepipeError
 
 
@@ -102,19 +111,7 @@ def test_the_cpu_of_workers_forked_by_a_child_is_counted_once_they_ended():
         assert parent.stdout.readline().strip() == "reaped"
         assert children_cpu(parent.pid) >= 0.35
     finally:
-        for child in [*_children(parent.pid), parent.pid]:
+        for child in [*processes()[1].get(parent.pid, []), parent.pid]:
             os.kill(child, signal.SIGKILL)
         parent.wait()
 
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry))
-    return out

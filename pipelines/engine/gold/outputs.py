@@ -35,6 +35,7 @@ from pipelines.platform.session import session_confs
 def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict) -> StreamingQuery:
     name = f"{p.name}.{o.layer}.{o.name}"
     checkpoint = output_checkpoint(p, o)
+    continuous = "processingTime" in trigger  # an upsert then runs no batch without input (NO_DATA_BATCHES below)
     match o.write:
         case Rebuild():
             source = p.source_layout(o).silver.path
@@ -44,7 +45,6 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
             query = _rows(spark, p, o).writeStream.format("delta").outputMode("append").option("path", path)
         case Upsert(keys=keys, delete_flag=flag):
             path = p.layout.output(o.name).path
-            continuous = "processingTime" in trigger  # runs no batch without input (NO_DATA_BATCHES below): no check
 
             def upsert(batch: DataFrame, batch_id: int) -> None:
                 warm = continuous or batch_brings_input(batch.sparkSession, checkpoint, batch_id)
@@ -52,7 +52,7 @@ def start_output(spark: SparkSession, p: Pipeline, o: OutputSpec, trigger: dict)
 
             query = _rows(spark, p, o).writeStream.outputMode("update").foreachBatch(upsert)
     query = query.queryName(name).option("checkpointLocation", checkpoint).trigger(**trigger)
-    own = {NO_DATA_BATCHES: "false"} if isinstance(o.write, Upsert) and "processingTime" in trigger else {}
+    own = {NO_DATA_BATCHES: "false"} if isinstance(o.write, Upsert) and continuous else {}
     # The pipeline's settings (where the platform takes them), then this query's: each read when it starts.
     with session_confs(spark, p.query_conf(), strict=False), session_confs(spark, own):
         return query.start()
