@@ -57,10 +57,11 @@ LOCALFS_SRC := $(wildcard infra/localfs/src/io/lakepipe/fs/*.java)
 	else echo "javac not found: local Spark sessions keep Hadoop's own local file system (install a JDK 17 for the faster one)"; fi
 	@rm -rf .jars/localfs/classes && touch $@
 
-# Silver's one-pass JSON read for a contract (infra/jsonparse; see pipelines/engine/validation.py), compiled against
-# PySpark's own jars into .jars/spark, so that every session and `--jars` list of .jars/spark/*.jar carries it.
-# Without a JDK's javac, silver parses JSON with Spark SQL expressions alone (slower, the same rows).
-JSONPARSE_SRC := $(wildcard infra/jsonparse/src/io/lakepipe/json/*.java)
+# lakepipe's JVM code for Spark (infra/jsonparse): silver's one-pass JSON read for a contract (see
+# pipelines/engine/validation.py) and gold's sessions state (`state: jvm`, pipelines/engine/gold/sessions.py),
+# compiled against PySpark's own jars into .jars/spark, so that every session and `--jars` list of .jars/spark/*.jar
+# carries it. Without a JDK's javac, silver parses JSON with Spark SQL expressions alone (slower, the same rows).
+JSONPARSE_SRC := $(wildcard infra/jsonparse/src/io/lakepipe/*/*.java)
 .jars/spark/.jsonparse: $(JSONPARSE_SRC) .jars/spark/.resolved $(VENV)/.installed
 	@rm -rf .jars/jsonparse-classes .jars/spark/lakepipe-jsonparse.jar && mkdir -p .jars/jsonparse-classes
 	@if command -v javac >/dev/null && command -v jar >/dev/null; then \

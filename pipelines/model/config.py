@@ -256,6 +256,9 @@ class PipelineSettings:
     """Per-environment overrides of a pipeline spec."""
 
     topic: str | None = None
+    # output name -> options that replace the spec's of the same name there (e.g. `clickstream_sessions: {state:
+    # pandas}` where lakepipe's jar is not installed); the output's function must take each
+    options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

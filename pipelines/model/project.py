@@ -8,6 +8,8 @@ tables, loaded and checked once. The CLI, jobs, notebooks, the bench and the eng
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -156,6 +158,28 @@ def check_project(settings: Settings) -> dict[str, str | None]:
     return out
 
 
+def with_env_options(
+    spec: PipelineSpec, functions: Mapping[str, Callable], options: Mapping[str, Mapping[str, str]], where: str
+) -> PipelineSpec:  # fmt: skip
+    """`spec` with the environment's options of its outputs (`PipelineSettings.options`) in place of its own of the
+    same name; `where` names the environment's key in errors: an output the spec has not, an option its function
+    does not take."""
+    if not options:
+        return spec
+    by_name = {o.name: o for o in spec.outputs}
+    for output, given in options.items():
+        if output not in by_name:
+            raise ConfigError(f"{where}.{output}' names no output of pipeline {spec.name} ({', '.join(by_name)})")
+        params = inspect.signature(functions[output]).parameters
+        for option in given:
+            if option not in params:
+                raise ConfigError(f"{where}.{output}.{option}': {by_name[output].function} takes no argument '{option}'")
+    outputs = tuple(
+        dataclasses.replace(o, options={**o.options, **options[o.name]}) if o.name in options else o for o in spec.outputs
+    )
+    return dataclasses.replace(spec, outputs=outputs)
+
+
 def _load_pipeline(settings: Settings, name: str) -> Pipeline:
     """Load and check spec `name` (and its contract and output functions) for this environment. The project's
     folder (the conf folder's parent) goes last on the import path: a project of one's own (`lakepipe init`)
@@ -163,7 +187,8 @@ def _load_pipeline(settings: Settings, name: str) -> Pipeline:
     if str(settings.project_dir) not in sys.path:
         sys.path.append(str(settings.project_dir))
     resolved = resolve_spec(settings.spec_path(name), settings.schemas_dir)
-    spec = resolved.spec
+    spec = with_env_options(resolved.spec, resolved.functions, settings.pipeline(name).options, f"{settings.source}: key "
+                            f"'pipelines.{name}.options")  # fmt: skip
     layout = pipeline_layout(settings, spec)
     topic = settings.pipeline(name).topic or spec.topic  # the environment may override the topic
     watermark = spec.watermark or settings.streaming.watermark

@@ -187,3 +187,30 @@ def test_a_small_file_entry_that_is_no_layer_or_table_is_named(tmp_path):
     s["files"] = {"auto_compact": ["goldd"]}
     with pytest.raises(ConfigError, match=r"key 'files.auto_compact' names 'goldd', which is neither a layer nor a table"):
         load_project(settings_with(tmp_path, {"clickstream": s}))
+
+
+def test_an_environment_replaces_an_outputs_options_by_name(tmp_path, monkeypatch):
+    """conf/databricks.yaml keeps the sessions' pandas state (lakepipe's jar is not installed there)."""
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_USERNAME", "KAFKA_PASSWORD", "LAKEPIPE_LAKE_ROOT", "LAKEPIPE_CATALOG"):
+        monkeypatch.setenv(name, "main" if name == "LAKEPIPE_CATALOG" else f"/value-of-{name.lower()}")
+    databricks = load_project(load_settings("databricks", PROJECT_DIR / "conf"), ["clickstream"]).pipeline("clickstream")
+    local = load_project(load_settings("local", PROJECT_DIR / "conf"), ["clickstream"]).pipeline("clickstream")
+    sessions = lambda p: next(o for o in p.spec.outputs if o.name == "clickstream_sessions").options  # noqa: E731
+    assert dict(sessions(local)) == {"gap": "30 minutes", "state": "jvm"}
+    assert dict(sessions(databricks)) == {"gap": "30 minutes", "state": "pandas", "buckets": "8"}
+    assert [o.options for o in databricks.spec.outputs if o.name != "clickstream_sessions"] == [
+        o.options for o in local.spec.outputs if o.name != "clickstream_sessions"]
+
+
+@pytest.mark.parametrize("given, error", [
+    ({"clickstream_session": {"state": "pandas"}}, r"key 'pipelines.clickstream.options.clickstream_session' names no output"),
+    ({"clickstream_sessions": {"stat": "pandas"}}, r"key 'pipelines.clickstream.options.clickstream_sessions.stat': "
+                                                    r"pipelines.domains.clickstream.gold.sessions takes no argument 'stat'"),
+])  # fmt: skip
+def test_an_environments_option_for_no_output_or_argument_is_named(tmp_path, given, error):
+    settings = settings_with(tmp_path, {"clickstream": spec("clickstream")})
+    text = (tmp_path / "t.yaml").read_text() + "pipelines:\n  clickstream:\n    options: " + yaml.safe_dump(given, default_flow_style=True)
+    (tmp_path / "t.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=error):
+        load_project(load_settings("t", tmp_path), ["clickstream"])
+    assert settings.pipeline("clickstream").options == {}

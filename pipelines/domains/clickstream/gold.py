@@ -38,7 +38,8 @@ def activity_per_minute(events: DataFrame) -> DataFrame:
     return agg.select(*_window_columns(), "event_type", "events", "users")
 
 
-def sessions(events: DataFrame, gap: str = "30 minutes", buckets: int | str = BUCKETS) -> DataFrame:
-    """One row per session: events of a session_id with no gap of `gap` or more between them. `buckets`: how many
-    groups of session ids the state is kept in (`pipelines.engine.gold.sessions`; part of the checkpoint)."""
-    return sessionize(events, gap, buckets)
+def sessions(events: DataFrame, gap: str = "30 minutes", buckets: int | str = BUCKETS, state: str = "pandas") -> DataFrame:
+    """One row per session: events of a session_id with no gap of `gap` or more between them. `state`: who keeps the
+    open sessions, `pandas` (in `buckets` groups of session ids) or `jvm` (per session id, lakepipe's JVM function);
+    both are part of the checkpoint (`pipelines.engine.gold.sessions`)."""
+    return sessionize(events, gap, buckets, state)

@@ -17,7 +17,14 @@ is every bucket once a batch holds more sessions than there are buckets: with 64
 micro-batch of 50,000 events; with 8, ~0.35 s. A batch that touches a bucket rewrites that bucket's state, so fewer
 buckets cost more only for micro-batches of a few sessions among many open ones. The bucket of a session id is part
 of the query's state: the count cannot change under an existing checkpoint. `BUCKETS` (64) is the default of specs
-that do not name one; the shipped clickstream spec names 8 (`lakepipe plan` tells a checkpoint built with another).
+that do not name one (`lakepipe plan` tells a checkpoint built with another).
+
+With the option `state: jvm` (the shipped clickstream spec) the state is kept by a JVM function of lakepipe's
+instead (`io.lakepipe.gold.Sessions` in infra/jsonparse, built into .jars/spark by `make jars`):
+`flatMapGroupsWithState` per session id, the same merge and the same rows, with no Python worker, no Arrow
+round trip and no bucket whose whole state a batch rewrites. Its state is not the pandas state's: the choice is part
+of the checkpoint like `buckets` (which it does not use). A session with `state: jvm` where the class is not on
+Spark's classpath stops with a line saying so, rather than writing the other kind of state.
 """
 
 from __future__ import annotations
@@ -29,10 +36,13 @@ from decimal import Decimal
 
 import pandas as pd
 import pyarrow as pa
+from py4j.java_gateway import JavaClass
+from pyspark.errors import UnsupportedOperationException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
+from pipelines.errors import JarsMissingError
 from pipelines.model.durations import micros
 
 OUTPUT_SCHEMA = (
@@ -43,6 +53,8 @@ STATE_SCHEMA = "sessions binary"  # the bucket's open sessions, as an Arrow IPC 
 KEYS = ("session_id", "session_start")
 COLUMNS = ["session_id", "user_id", "start_us", "end_us", "events", "page_views", "purchases", "revenue"]
 BUCKETS = 64
+STATES = ("pandas", "jvm")  # who keeps the sessions' state (option `state`)
+JVM_SESSIONS = "io.lakepipe.gold.Sessions"
 
 
 @dataclass(frozen=True)
@@ -188,11 +200,21 @@ def bucket_count(buckets: int | str) -> int:
     return int(text)
 
 
-def sessionize(events: DataFrame, gap: str, buckets: int | str = BUCKETS) -> DataFrame:
+def state_kind(state: str) -> str:
+    """Who keeps the state, from an output's `state` option (spec options are text; pure)."""
+    kind = str(state).strip().lower()
+    if kind not in STATES:
+        raise ValueError(f"sessions: option state must be one of {', '.join(STATES)}, not {state!r}")
+    return kind
+
+
+def sessionize(events: DataFrame, gap: str, buckets: int | str = BUCKETS, state: str = "pandas") -> DataFrame:
     """Sessions of a watermarked event stream (streaming only), with `retracted` rows for merged ones; state in
-    `buckets` groups of session ids."""
+    `buckets` groups of session ids kept by pandas, or with `state="jvm"` per session id by lakepipe's JVM function."""
     buckets = bucket_count(buckets)
     gap_us = micros(gap)
+    if state_kind(state) == "jvm":
+        return _jvm_sessions(events, gap_us)
     slim = events.select(
         F.pmod(F.xxhash64("session_id"), F.lit(buckets)).alias("_bucket"),
         "session_id", "user_id", "event_type", "price", "quantity",
@@ -201,3 +223,31 @@ def sessionize(events: DataFrame, gap: str, buckets: int | str = BUCKETS) -> Dat
     return slim.groupBy("_bucket").applyInPandasWithState(
         _update(gap_us), OUTPUT_SCHEMA, STATE_SCHEMA, "update", GroupStateTimeout.EventTimeTimeout
     )
+
+
+def _jvm_sessions(events: DataFrame, gap_us: int) -> DataFrame:
+    """`sessionize` by `io.lakepipe.gold.Sessions`: its input columns by position (event_time kept last, for the
+    watermark), its output's microseconds turned into timestamps."""
+    spark = events.sparkSession
+    if not events.isStreaming:  # as Spark says of applyInPandasWithState: its state has no meaning in a batch
+        raise UnsupportedOperationException("sessions (state: jvm) are unsupported in a batch query")
+    slim = events.select(
+        "session_id", "user_id", F.unix_micros("event_time").alias("t_us"),
+        (F.col("event_type") == "page_view").cast("long").alias("page_view"),
+        (F.col("event_type") == "purchase").cast("long").alias("purchase"),
+        "price", F.col("quantity").cast("long").alias("quantity"), "event_time",
+    )  # fmt: skip
+    target = spark._jvm  # noqa: SLF001 - lakepipe's JVM function is only reachable through the gateway
+    for part in JVM_SESSIONS.split("."):
+        target = getattr(target, part)
+    if not isinstance(target, JavaClass):  # py4j gives a package for a class it cannot load
+        raise JarsMissingError(
+            f"sessions: option state: jvm needs {JVM_SESSIONS} on Spark's classpath (.jars/spark/lakepipe-jsonparse.jar, "
+            f"built by `make jars`; add it to --jars), or state: pandas (on a new checkpoint)"
+        )
+    rows = DataFrame(target.sessionize(slim._jdf, gap_us), spark)  # noqa: SLF001
+    return rows.select(
+        "session_id", "user_id", F.timestamp_micros("start_us").alias("session_start"),
+        F.timestamp_micros("end_us").alias("session_end"), "events", "page_views", "purchases", "revenue",
+        (F.col("purchases") > 0).alias("converted"), "retracted",
+    )  # fmt: skip
