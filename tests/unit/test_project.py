@@ -189,17 +189,17 @@ def test_a_small_file_entry_that_is_no_layer_or_table_is_named(tmp_path):
         load_project(settings_with(tmp_path, {"clickstream": s}))
 
 
-def test_an_environment_replaces_an_outputs_options_by_name(tmp_path, monkeypatch):
-    """conf/databricks.yaml keeps the sessions' pandas state (lakepipe's jar is not installed there)."""
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_USERNAME", "KAFKA_PASSWORD", "LAKEPIPE_LAKE_ROOT", "LAKEPIPE_CATALOG"):
-        monkeypatch.setenv(name, "main" if name == "LAKEPIPE_CATALOG" else f"/value-of-{name.lower()}")
-    databricks = load_project(load_settings("databricks", PROJECT_DIR / "conf"), ["clickstream"]).pipeline("clickstream")
-    local = load_project(load_settings("local", PROJECT_DIR / "conf"), ["clickstream"]).pipeline("clickstream")
+def test_an_environment_replaces_an_outputs_options_by_name(tmp_path):
+    settings = settings_with(tmp_path, {"clickstream": spec("clickstream")})
+    plain = load_project(settings, ["clickstream"]).pipeline("clickstream")
+    env = tmp_path / "t.yaml"
+    env.write_text(env.read_text() + "pipelines:\n  clickstream:\n    options: {clickstream_sessions: {state: jvm}}\n")
+    chosen = load_project(load_settings("t", tmp_path), ["clickstream"]).pipeline("clickstream")
     sessions = lambda p: next(o for o in p.spec.outputs if o.name == "clickstream_sessions").options  # noqa: E731
-    assert dict(sessions(local)) == {"gap": "30 minutes", "state": "jvm"}
-    assert dict(sessions(databricks)) == {"gap": "30 minutes", "state": "pandas", "buckets": "8"}
-    assert [o.options for o in databricks.spec.outputs if o.name != "clickstream_sessions"] == [
-        o.options for o in local.spec.outputs if o.name != "clickstream_sessions"]
+    assert dict(sessions(plain)) == {"gap": "30 minutes", "buckets": "8"}
+    assert dict(sessions(chosen)) == {"gap": "30 minutes", "buckets": "8", "state": "jvm"}
+    assert [o.options for o in chosen.spec.outputs if o.name != "clickstream_sessions"] == [
+        o.options for o in plain.spec.outputs if o.name != "clickstream_sessions"]
 
 
 @pytest.mark.parametrize("given, error", [
