@@ -257,7 +257,7 @@ class PipelineSettings:
 
     topic: str | None = None
     # output name -> options that replace the spec's of the same name there (e.g. `clickstream_sessions: {state:
-    # pandas}` where lakepipe's jar is not installed); the output's function must take each
+    # jvm}` in an environment of scheduled `--once` runs); the output's function must take each
     options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 

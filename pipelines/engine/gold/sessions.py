@@ -19,11 +19,12 @@ buckets cost more only for micro-batches of a few sessions among many open ones.
 of the query's state: the count cannot change under an existing checkpoint. `BUCKETS` (64) is the default of specs
 that do not name one (`lakepipe plan` tells a checkpoint built with another).
 
-With the option `state: jvm` the state is kept by a JVM function of lakepipe's instead (`io.lakepipe.gold.Sessions` in infra/jsonparse, built into .jars/spark by `make jars`):
-`flatMapGroupsWithState` per session id, the same merge and the same rows, with no Python worker, no Arrow
-round trip and no bucket whose whole state a batch rewrites. Its state is not the pandas state's: the choice is part
-of the checkpoint like `buckets` (which it does not use). A session with `state: jvm` where the class is not on
-Spark's classpath stops with a line saying so, rather than writing the other kind of state.
+With the option `state: jvm` (opt-in) the state is kept by a JVM function of lakepipe's instead
+(`io.lakepipe.gold.Sessions` in infra/jsonparse, built into .jars/spark by `make jars`): `flatMapGroupsWithState`
+per session id, the same merge and the same rows, with no Python worker and no Arrow round trip. A `--once` run's
+sessions query is ~17% faster with it; a running pipeline is not (README, Benchmarks, session 36). Its state is not
+the pandas state's: the choice is part of the checkpoint like `buckets` (which it does not use). `state: jvm` where
+the class is not on Spark's classpath stops with a line saying so, rather than writing the other kind of state.
 """
 
 from __future__ import annotations
