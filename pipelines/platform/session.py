@@ -50,6 +50,10 @@ SQL_CONF = {
     # code larger than that ran interpreted (the silver parse's projection: 2-3 times its CPU). Above it, Spark
     # generates code per operator and expression instead (what Spark's own documentation suggests for HotSpot).
     "spark.sql.codegen.hugeMethodLimit": "8000",
+    # Timestamps in Parquet as INT64 microseconds (the Parquet standard's type) instead of Spark's default, the
+    # deprecated INT96: silver's append of 50,000 records -4% CPU, -14% with its dedup key written without a
+    # dictionary (session 36). Readers see the same values; a table may mix files of both.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     # Kafka credentials (`kafka.sasl.jaas.config`) are options of the Kafka source: redacted in plans and the UI.
     "spark.sql.redaction.options.regex": "(?i)url|jaas|password|secret|token",
 }

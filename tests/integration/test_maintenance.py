@@ -184,8 +184,9 @@ def test_a_new_silver_table_keeps_statistics_only_of_the_columns_lakepipe_reads_
 
 
 def test_new_tables_write_the_columns_unique_to_each_record_without_a_dictionary(spark, tmp_path):
-    """Bronze's raw value and offset, and silver's payload hash, are written plain: Parquet tries no dictionary for
-    them. Shown with values that repeat, where it would otherwise use one (as it still does for the topic)."""
+    """Bronze's raw value and offset, and silver's payload hash and dedup key, are written plain: Parquet tries no
+    dictionary for them. Shown with values that repeat, where it would otherwise use one (as it still does for the
+    topic). Timestamps are INT64 microseconds, not Spark's default INT96."""
     import pyarrow.parquet as pq
 
     from pipelines.engine.bronze import BRONZE_SCHEMA
@@ -206,5 +207,10 @@ def test_new_tables_write_the_columns_unique_to_each_record_without_a_dictionary
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
     assert not any("DICTIONARY" in e for e in encodings["value"] + encodings["offset"]), encodings
     assert any("DICTIONARY" in e for e in encodings["topic"]), encodings
+    schema = pq.ParquetFile(files[0]).schema
+    column = next(schema.column(i) for i in range(len(schema)) if schema.column(i).name == "kafka_timestamp")
+    assert (column.physical_type, column.logical_type.type) == ("INT64", "TIMESTAMP"), column
+    assert '"timeUnit":"microseconds"' in column.logical_type.to_json().replace(" ", ""), column.logical_type.to_json()
+    assert spark.read.format("delta").load(path).where("offset = 3").first().kafka_timestamp == now
     props = spark.sql(f"DESCRIBE DETAIL delta.`{p.layout.silver.path}`").first().properties
-    assert props["parquet.enable.dictionary#payload_hash"] == "false"
+    assert (props["parquet.enable.dictionary#payload_hash"], props["parquet.enable.dictionary#event_id"]) == ("false", "false")
