@@ -64,10 +64,11 @@ STATS_COLUMNS = "delta.dataSkippingStatsColumns"
 
 def plain_columns(*columns: str) -> dict[str, str]:
     """Table properties that have Parquet write `columns` without a dictionary. For a column whose every value is new
-    (a record's raw value, its Kafka offset, its payload hash, silver's dedup key when it is one field) Parquet builds a dictionary of each file's values, finds
-    it no smaller and writes them plain anyway: the dictionary was work for nothing (bronze's write of 50,000 records
-    -14% CPU, files no larger). Delta hands a table's properties to the Parquet writer as its Hadoop configuration, so
-    every engine's writes, compactions included, follow them. New tables get them; an existing one keeps what it has."""
+    (a record's raw value, its Kafka offset, its payload hash, silver's dedup key when it is one field) Parquet builds
+    a dictionary of each file's values, finds it no smaller and writes them plain anyway: the dictionary was work for
+    nothing (bronze's write of 50,000 records -14% CPU, files no larger). Delta hands a table's properties to the
+    Parquet writer as its Hadoop configuration, so every engine's writes, compactions included, follow them. New
+    tables get them; an existing one keeps what it has."""
     return {f"parquet.enable.dictionary#{c}": "false" for c in columns}
 
 
