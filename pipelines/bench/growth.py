@@ -30,6 +30,7 @@ from pipelines.bench.common import DriverMemory, Figure, Topics, scratch_dir
 from pipelines.bench.latency import pipeline_settings
 from pipelines.bench.stages import drain_ours
 from pipelines.engine import runner
+from pipelines.engine.dedup import DEDUP_HASH, key_hash
 from pipelines.engine.silver import silver_schema
 from pipelines.engine.tables import create_pipeline_tables
 from pipelines.model import durations
@@ -110,7 +111,7 @@ def fill_silver(spark, path: str, rows: int, start: float, end: float) -> None: 
         F.lit("bench.s2").alias("topic"), F.lit(0).alias("partition"), F.col("id").alias("offset"),
         F.current_timestamp().alias("kafka_timestamp"), F.current_timestamp().alias("silver_time"),
         F.array().cast("array<string>").alias("warnings"),
-    ).withColumn("event_date", F.to_date("event_time"))
+    ).withColumn("event_date", F.to_date("event_time")).withColumn(DEDUP_HASH, key_hash(resolved.spec.dedup_keys))
     filled = base.select(*[(F.col(f.name) if f.name in base.columns else F.lit(None)).cast(f.dataType).alias(f.name)
                            for f in schema.fields])  # fmt: skip
     filled.write.format("delta").mode("append").save(path)

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple, TypeVar
 
 from delta.tables import DeltaTable
@@ -326,20 +326,25 @@ def batch_brings_input(spark: SparkSession, checkpoint: str, batch_id: int) -> b
 class TableSnapshot(NamedTuple):
     version: int  # the table's newest version
     size_bytes: int | None  # the size of its data files, where Delta knows it without a Spark job (its checksum file)
+    properties: dict[str, str] = {}  # the table properties asked for that it has, where the log API gives them
 
 
-def table_snapshot(spark: SparkSession, path: str) -> TableSnapshot:
-    """The latest version of the Delta table at `path` (its newest commit), and its size (no data read).
+def table_snapshot(spark: SparkSession, path: str, properties: Sequence[str] = ()) -> TableSnapshot:
+    """The latest version of the Delta table at `path` (its newest commit), its size and those of its table
+    `properties` it has (no data read).
 
     Asked of Delta's log object in the JVM, as a read of the table does (a listing of the log, ~15 ms, no Spark
     job): a silver micro-batch asks it every time, and the table's history is a Spark job (0.4-0.6 s on 2 cores),
     which in a busy application waits behind the other queries' tasks. The size comes from the version's checksum
     file, which Delta writes with each commit. Where that API is not there (another Delta, no JVM gateway), the
-    history answers, without a size."""
+    history answers, without a size or properties."""
     try:
         snapshot = jvm_snapshot(spark, path)
         crc = snapshot.checksumOpt()  # (its `sizeInBytesIfKnown` may compute the state: ~1 s of Spark jobs)
-        return TableSnapshot(int(snapshot.version()), int(crc.get().tableSizeBytes()) if crc.isDefined() else None)
+        size = int(crc.get().tableSizeBytes()) if crc.isDefined() else None
+        configuration = snapshot.metadata().configuration()
+        found = {k: v.get() for k, v in ((k, configuration.get(k)) for k in properties) if v.isDefined()}
+        return TableSnapshot(int(snapshot.version()), size, found)
     except (Py4JError, TypeError, AttributeError) as exc:  # TypeError: no such class (py4j gives a package)
         log.debug("Delta's log API not reachable (%s): the version of %s from its history", exc, path)
     return TableSnapshot(int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0]), None)

@@ -34,7 +34,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine import batch_time
-from pipelines.engine.dedup import LookupSizes, existing_rows
+from pipelines.engine.dedup import DEDUP_HASH, LookupSizes, existing_rows, key_hash
 from pipelines.engine.delta_io import (
     BatchAppender,
     checkpoint_query_id,
@@ -76,6 +76,7 @@ def silver_schema(contract: Contract) -> T.StructType:
             T.StructField("extra", T.StringType()),
             *LINEAGE,
             T.StructField("payload_hash", T.StringType()),
+            T.StructField(DEDUP_HASH, T.LongType()),  # the dedup keys hashed (`pipelines.engine.dedup.key_hash`)
             T.StructField("warnings", T.ArrayType(T.StringType())),  # warn rules this row broke
             T.StructField("silver_time", T.TimestampType()),
             T.StructField("event_date", T.DateType()),
@@ -173,7 +174,7 @@ def classify_validated(
 def to_silver_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec, at: dt.datetime | None = None) -> DataFrame:
     """The batch's rows for silver, written at `at` (default: now)."""
     rows = batch_time.stamp(classified.where(F.col(OUTCOME) == SILVER), at or batch_time.now(), "silver_time")
-    rows = rows.withColumn("event_date", F.to_date(spec.event_time))
+    rows = rows.withColumn("event_date", F.to_date(spec.event_time)).withColumn(DEDUP_HASH, key_hash(spec.dedup_keys))
     return rows.select(*[f.name for f in silver_schema(contract).fields])
 
 

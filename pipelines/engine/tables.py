@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import StructField, StructType
 
 from pipelines.engine.bronze import BRONZE_SCHEMA
+from pipelines.engine.dedup import DEDUP_HASH, DEDUP_HASH_PROPERTY
 from pipelines.engine.delta_io import ensure_table
 from pipelines.engine.silver import BATCHES_SCHEMA, quarantine_schema, silver_schema
 from pipelines.model.layout import Table
@@ -47,8 +48,9 @@ def create_pipeline_tables(spark: SparkSession, p: Pipeline) -> set[str]:
 
     make(layout.bronze, BRONZE_SCHEMA, plain_columns("value", "offset"))
     silver = with_comments(silver_schema(p.contract), {f.name: f.description for f in p.contract.fields})
-    plain = ("payload_hash", "offset", *(p.spec.dedup_keys if len(p.spec.dedup_keys) == 1 else ()))
-    make(layout.silver, silver, {STATS_COLUMNS: ",".join(p.silver_stats_columns()), **plain_columns(*plain)})
+    plain = ("payload_hash", DEDUP_HASH, "offset", *(p.spec.dedup_keys if len(p.spec.dedup_keys) == 1 else ()))
+    hashed = {DEDUP_HASH_PROPERTY: ",".join(p.spec.dedup_keys)}  # every row of a new silver has DEDUP_HASH
+    make(layout.silver, silver, {STATS_COLUMNS: ",".join(p.silver_stats_columns()), **plain_columns(*plain), **hashed})
     make(layout.quarantine, quarantine_schema(p.contract, p.spec), plain_columns("value", "offset"))
     make(layout.batches, BATCHES_SCHEMA)
     make(layout.quality, QUALITY_SCHEMA)

@@ -10,7 +10,7 @@ import pytest
 from chispa import assert_df_equality
 
 from pipelines.engine.bronze import BRONZE_SCHEMA
-from pipelines.engine.dedup import LookupSizes, existing_rows
+from pipelines.engine.dedup import DEDUP_HASH, DEDUP_HASH_PROPERTY, LookupSizes, existing_rows, key_hash
 from pipelines.engine.silver import OUTCOME, classify_validated, silver_schema, validate
 from pipelines.engine.table_files import TableFiles
 from tests.support import clickstream_tables
@@ -20,11 +20,14 @@ pytestmark = [pytest.mark.slow]
 AT = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
 
 
-def append(spark, p, ids: list[str]) -> None:  # noqa: ANN001
-    """Silver rows of `ids` at AT, in one file."""
+def append(spark, p, ids: list[str], hashed: bool = True) -> None:  # noqa: ANN001
+    """Silver rows of `ids` at AT, in one file; with their dedup hash as silver writes it, unless not `hashed` (rows
+    written by hand or by an older lakepipe)."""
     rows = [{"event_id": i, "event_time": AT, "event_date": AT.date(), "payload_hash": f"h-{i}"} for i in ids]
-    spark.createDataFrame(rows, silver_schema(p.contract)).coalesce(1).write.format("delta").mode("append").save(
-        p.layout.silver.path)  # fmt: skip
+    frame = spark.createDataFrame(rows, silver_schema(p.contract))
+    if hashed:
+        frame = frame.withColumn(DEDUP_HASH, key_hash(p.spec.dedup_keys))
+    frame.coalesce(1).write.format("delta").mode("append").save(p.layout.silver.path)
 
 
 def batch(spark, ids: list[str]):  # noqa: ANN001, ANN201
@@ -36,19 +39,27 @@ def batch(spark, ids: list[str]):  # noqa: ANN001, ANN201
     return spark.createDataFrame([record(i, e) for i, e in enumerate(ids)], BRONZE_SCHEMA)
 
 
-@pytest.mark.parametrize("as_parquet", [False, True], ids=["through-delta", "listed-files"])
-def test_a_large_lookup_reads_only_the_files_holding_the_batch_keys(spark, tmp_path, monkeypatch, as_parquet):
-    p = clickstream_tables(spark, tmp_path)
+def lookups(spark, p, as_parquet: bool):  # noqa: ANN001, ANN201
+    """A function: the raw batch of `ids` and its lookup in `p`'s silver (with a LookupSizes: a large one)."""
     path, event_time, keys = p.layout.silver.path, p.contract.field(p.spec.event_time), p.spec.dedup_keys
-    for prefix in "abcd":  # four files, all in the batch's hour
-        append(spark, p, [f"{prefix}{i}" for i in range(3)])
-    monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", 0)  # every lookup is a large one
 
     def lookup(ids: list[str], sizes: LookupSizes | None):  # noqa: ANN202
         raw = batch(spark, ids)
         files = TableFiles(path, p.spec.event_time) if as_parquet else None
         return raw, existing_rows(spark, path, raw, event_time, keys, 3600, sizes, files, validate(raw, p.contract, None)
                                   .select(*keys))  # fmt: skip
+
+    return lookup
+
+
+@pytest.mark.parametrize("as_parquet", [False, True], ids=["through-delta", "listed-files"])
+def test_a_large_lookup_reads_only_the_files_holding_the_batch_keys(spark, tmp_path, monkeypatch, as_parquet):
+    p = clickstream_tables(spark, tmp_path)
+    keys = p.spec.dedup_keys
+    for prefix in "abcd":  # four files, all in the batch's hour
+        append(spark, p, [f"{prefix}{i}" for i in range(3)])
+    monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", 0)  # every lookup is a large one
+    lookup = lookups(spark, p, as_parquet)
 
     raw, found = lookup(["b1", "d2", "new-1"], LookupSizes())
     rows = sorted(tuple(r) for r in found.rows.collect())
@@ -67,3 +78,23 @@ def test_a_large_lookup_reads_only_the_files_holding_the_batch_keys(spark, tmp_p
 
     _, none = lookup(["new-2", "new-3"], LookupSizes())
     assert (none.rows.collect(), none.broadcast_keys) == ([], False), "no file holds a key of the batch: no hash read"
+
+
+@pytest.mark.parametrize("as_parquet", [False, True], ids=["through-delta", "listed-files"])
+def test_a_large_lookup_finds_keys_by_their_hash_and_still_reads_rows_written_without_one(
+    spark, tmp_path, monkeypatch, as_parquet
+):  # fmt: skip
+    p = clickstream_tables(spark, tmp_path)
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{p.layout.silver.path}`").first()
+    assert detail.properties[DEDUP_HASH_PROPERTY] == "event_id", "a new silver holds every row's hash of its dedup key"
+    append(spark, p, ["a0", "a1"])
+    append(spark, p, ["b0", "b1"])
+    append(spark, p, ["c0", "c1"], hashed=False)  # no hash: its file may hold any key
+    monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", 0)
+    lookup = lookups(spark, p, as_parquet)
+
+    raw, found = lookup(["b1", "new-1"], LookupSizes())
+    assert sorted(r.event_id for r in found.rows.collect()) == ["b0", "b1", "c0", "c1"], "b's file by hash, c's as unknown"
+    raw, found = lookup(["c1"], LookupSizes())
+    outcome = classify_validated(validate(raw, p.contract, None), found.rows, p.spec.dedup_keys, broadcast_keys=True)
+    assert [(r.event_id, r[OUTCOME]) for r in outcome.collect()] == [("c1", "quarantine")], "a copy of a row without a hash"

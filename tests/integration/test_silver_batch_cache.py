@@ -17,7 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from pipelines.engine.bronze import BRONZE_SCHEMA
-from pipelines.engine.dedup import HOUR, MIN_ROW_BYTES, LookupSizes, existing_rows
+from pipelines.engine.dedup import DEDUP_HASH_PROPERTY, HOUR, MIN_ROW_BYTES, LookupSizes, existing_rows
 from pipelines.engine.delta_io import TableSnapshot, table_snapshot, table_version
 from pipelines.engine.delta_log import latest_version
 from pipelines.engine.silver import OUTCOME, classify_validated, silver_schema, to_silver_rows, validate
@@ -82,16 +82,17 @@ def test_the_version_and_size_a_batch_reads_silver_at_are_found_without_a_spark_
     def snapshot_alone() -> TableSnapshot:  # the jobs it ran, if any, are those of its group
         sc.setJobGroup("table-snapshot", "the version lookup")
         try:
-            return table_snapshot(spark, path)
+            return table_snapshot(spark, path, [DEDUP_HASH_PROPERTY, "no.such.property"])
         finally:
             sc.setLocalProperty("spark.jobGroup.id", None)
 
-    assert snapshot_alone() == (latest_version(path), 0) == (0, 0)
+    hashed = {DEDUP_HASH_PROPERTY: "event_id"}  # the properties asked for that the table has
+    assert snapshot_alone() == (latest_version(path), 0, hashed) == (0, 0, hashed)
     for n in (1, 3):
         rows = [{"event_id": f"e{i}", "event_time": AT, "event_date": AT.date()} for i in range(n)]
         spark.createDataFrame(rows, silver_schema(p.contract)).write.format("delta").mode("append").save(path)
     size = DeltaTable.forPath(spark, path).detail().first()["sizeInBytes"]
-    assert snapshot_alone() == (latest_version(path), size) == (2, size) and size > 0
+    assert snapshot_alone() == (latest_version(path), size, hashed) == (2, size, hashed) and size > 0
     assert list(sc.statusTracker().getJobIdsForGroup("table-snapshot")) == []
     assert table_version(spark, path) == 2
 

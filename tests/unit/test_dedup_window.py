@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from pipelines.engine.dedup import HOUR, LookupSizes, batch_hours, in_ranges, lookup_ranges
+from pipelines.engine.dedup import (
+    DEDUP_HASH_PROPERTY,
+    HOUR,
+    LookupSizes,
+    batch_hours,
+    hashed_keys,
+    in_ranges,
+    key_hash,
+    lookup_ranges,
+)
 from pipelines.model.contract import FieldSpec
 
 
@@ -60,3 +69,14 @@ def test_the_lookup_size_is_silver_s_rows_of_its_hours_then_the_batches_added(sp
     assert sizes.rows_in(ranges) == 600_003
     assert sizes.rows_in(lookup_ranges([ten], 0)) == 2
     assert sizes.unknown(lookup_ranges([ten + 2], HOUR)) == [ten + 3], "only the hour not looked up before"
+
+
+def test_the_dedup_hash_is_of_every_key_and_used_only_for_the_keys_a_table_was_created_with(spark):
+    rows = spark.createDataFrame([("e1", 1), ("e1", 2), ("e2", 1), ("e1", 1)], "event_id string, lsn int")
+    one = [r.h for r in rows.select(key_hash(["event_id"]).alias("h")).collect()]
+    two = [r.h for r in rows.select(key_hash(["event_id", "lsn"]).alias("h")).collect()]
+    assert one[0] == one[1] == one[3] != one[2], "equal keys, equal hashes"
+    assert two[0] == two[3] and len({two[0], two[1], two[2]}) == 3, "a composite key hashes all its parts"
+    assert hashed_keys({DEDUP_HASH_PROPERTY: "event_id"}, ["event_id"])
+    assert not hashed_keys({DEDUP_HASH_PROPERTY: "event_id"}, ["event_id", "lsn"]), "hashes of other keys"
+    assert not hashed_keys({}, ["event_id"]), "a table created before: its older rows have no hash"
