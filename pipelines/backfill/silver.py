@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pipelines.backfill import audit
 from pipelines.backfill.gold import recompute_output
 from pipelines.engine import silver as engine
-from pipelines.engine.dedup import rough_event_time_sql
+from pipelines.engine.dedup import DEDUP_HASH, rough_event_time_sql
 from pipelines.engine.delta_io import replace_where, retry_on_conflict, table_version
 from pipelines.engine.gold.rebuild import sql_literal
 from pipelines.engine.pii import privacy_of
@@ -72,7 +72,7 @@ def backfill_silver(spark: SparkSession, project: Project, pipeline: str, start:
         old = silver.where(F.expr(predicate)).select(spec.event_time, *_rebuild_keys(p)).persist()
         try:
             protected = privacy_of(p, project.settings)
-            rows = protected.silver(engine.to_silver_rows(classified, contract, spec))
+            rows = protected.silver(engine.to_silver_rows(classified, contract, spec, hashed=DEDUP_HASH in silver.columns))
             rejected = protected.quarantine(engine.to_quarantine_rows(classified, contract, spec))
             record.rows_replaced = old.count()
             record.rows_written = rows.count()

@@ -52,8 +52,8 @@ FILE = "_file"  # the column naming the silver file a lookup row was read from (
 # Silver's column of each row's dedup keys hashed to 64 bits (`key_hash`), and the table property naming the keys it
 # hashes. A large lookup first finds which files hold one of the batch's keys; it reads this column there instead of
 # the keys: an event id is 36 bytes of text, the hash 8, and a probe on a long is a cheaper join (10M rows: ~0.7 s
-# against ~1.9 s on 2 cores). Only a table created with the property holds it in every row (one created before
-# it gets the column with its next append, but its older files do not have it: it keeps reading the keys).
+# against ~1.9 s on 2 cores). Only a table created with the property has the column (one created before keeps its
+# columns, and reads the keys: a new column in silver would stop every stream reading it).
 DEDUP_HASH = "dedup_hash"
 DEDUP_HASH_PROPERTY = "lakepipe.dedupHash"
 

@@ -350,6 +350,14 @@ def table_snapshot(spark: SparkSession, path: str, properties: Sequence[str] = (
     return TableSnapshot(int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0]), None)
 
 
+def table_columns(spark: SparkSession, path: str) -> list[str]:
+    """The column names of the Delta table at `path`, from Delta's log object in the JVM (no Spark job)."""
+    try:
+        return list(jvm_snapshot(spark, path).schema().fieldNames())
+    except (Py4JError, TypeError, AttributeError):  # (as in `table_snapshot`)
+        return spark.read.format("delta").load(path).columns
+
+
 def jvm_snapshot(spark: SparkSession, path: str):  # noqa: ANN201 - a JVM org.apache.spark.sql.delta.Snapshot
     """The newest snapshot of the Delta table at `path`, from Delta's log object in the JVM (no Spark job)."""
     jvm = spark._jvm  # noqa: SLF001 - Delta's log is only reachable through the JVM gateway

@@ -40,6 +40,7 @@ from pipelines.engine.delta_io import (
     checkpoint_query_id,
     committed_by_others,
     read_stream,
+    table_columns,
     table_version,
     warm_state,
 )  # fmt: skip
@@ -171,11 +172,14 @@ def classify_validated(
     return out.withColumn(OUTCOME, outcome.otherwise(F.col(OUTCOME)))
 
 
-def to_silver_rows(classified: DataFrame, contract: Contract, spec: PipelineSpec, at: dt.datetime | None = None) -> DataFrame:
-    """The batch's rows for silver, written at `at` (default: now)."""
+def to_silver_rows(
+    classified: DataFrame, contract: Contract, spec: PipelineSpec, at: dt.datetime | None = None, hashed: bool = True
+) -> DataFrame:  # fmt: skip
+    """The batch's rows for silver, written at `at` (default: now); without DEDUP_HASH unless `hashed` (a silver
+    created before that column keeps its columns: adding one would stop every stream reading silver)."""
     rows = batch_time.stamp(classified.where(F.col(OUTCOME) == SILVER), at or batch_time.now(), "silver_time")
     rows = rows.withColumn("event_date", F.to_date(spec.event_time)).withColumn(DEDUP_HASH, key_hash(spec.dedup_keys))
-    return rows.select(*[f.name for f in silver_schema(contract).fields])
+    return rows.select(*[f.name for f in silver_schema(contract).fields if hashed or f.name != DEDUP_HASH])
 
 
 def to_quarantine_rows(
@@ -216,6 +220,7 @@ class SilverBatchWriter:
         self.horizon_s = int(durations.seconds(spec.dedup_horizon))
         self._query_id: str | None = None
         self._appender: BatchAppender | None = None
+        self._hashed = True  # whether silver has DEDUP_HASH (known at the first batch)
         self._lookup_sizes = LookupSizes()
         self._silver_files = TableFiles(layout.silver.path, spec.event_time)
         self._pool = ThreadPoolExecutor(max_workers=7, thread_name_prefix="silver-write")  # 4 appends, 2 SCD refreshes, bronze
@@ -228,6 +233,7 @@ class SilverBatchWriter:
         if self._appender is None:
             self._query_id = checkpoint_query_id(spark, self.checkpoint)
             self._appender = BatchAppender(spark, self.checkpoint)
+            self._hashed = DEDUP_HASH in table_columns(spark, self.layout.silver.path)
         app_id = f"silver-{self._query_id}"
         keys = self.spec.dedup_keys
         event_time = self.contract.field(self.spec.event_time)
@@ -246,7 +252,7 @@ class SilverBatchWriter:
             counts, rule_counts, checked, touched = self._count(classified)
             if side is None:
                 raw.unpersist()
-            silver = to_silver_rows(classified, self.contract, self.spec, at)
+            silver = to_silver_rows(classified, self.contract, self.spec, at, self._hashed)
             results, failures, deferred = self._check_quality(classified, silver, counts[SILVER], batch_id, rule_counts, checked)
             append = self._appender.append
             quality_app = f"quality-{self._query_id}"

@@ -29,6 +29,7 @@ from pathlib import Path
 from pyspark.sql import types as T
 
 from pipelines.engine.bronze_silver import SOURCE_FILE
+from pipelines.engine.dedup import DEDUP_HASH
 from pipelines.engine.silver import silver_schema
 from pipelines.model.project import Pipeline
 from pipelines.ops.status import local_path
@@ -138,6 +139,8 @@ def silver_verdicts(p: Pipeline, current: T.StructType | None, built: dict | Non
     found: list[Verdict] = []
     for field, dt in new.items():
         was = old.get(field)
+        if was is None and field == DEDUP_HASH:
+            continue  # lakepipe's own, which a silver created before it goes without (its dedup lookup reads the keys)
         if was is None:
             found.append(Verdict(name, COMPATIBLE, f"gains column {field} ({dt.simpleString()}; null in the rows before)"))
         elif was != dt:

@@ -17,6 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pipelines.engine.dedup import DEDUP_HASH
 from pipelines.engine.delta_io import append_once
 from pipelines.engine.gold.outputs import inline_rebuilds
 from pipelines.engine.pii import Privacy
@@ -80,7 +81,8 @@ def replay(
         if digest.n == 0:
             return ReplayResult(None, 0, 0, 0, 0)
         replay_id = f"replay-{_replay_digest(digest.h, pipeline)}"
-        existing = spark.read.format("delta").load(layout.silver.path).select(*spec.dedup_keys, "payload_hash")
+        silver_table = spark.read.format("delta").load(layout.silver.path)
+        existing = silver_table.select(*spec.dedup_keys, "payload_hash")
         classified = classify_validated(validate(selected, pipeline.contract, pipeline.suite), existing, spec.dedup_keys)
         failed = F.concat(F.col("reasons"), F.col(DROPPED), F.col(FAILED))
         classified = classified.withColumn("reasons", failed).withColumn(
@@ -89,7 +91,8 @@ def replay(
         try:
             counts = {r[OUTCOME]: r["count"] for r in classified.groupBy(OUTCOME).count().collect()}
             if counts.get(SILVER):
-                silver = privacy.silver(to_silver_rows(classified, pipeline.contract, spec))
+                hashed = DEDUP_HASH in silver_table.columns
+                silver = privacy.silver(to_silver_rows(classified, pipeline.contract, spec, hashed=hashed))
                 append_once(silver, layout.silver.path, replay_id, 0, merge_schema=True)
             refresh_inline(spark, inline_rebuilds(pipeline), privacy.silver(classified))  # the SCD tables, which no query refreshes
             mark(spark, layout.quarantine.path, classified, replay_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import types as T
 
+from pipelines.engine.dedup import DEDUP_HASH
 from pipelines.engine.silver import silver_schema
 from pipelines.model.config import load_settings
 from pipelines.model.project import load_project
@@ -48,6 +49,11 @@ def test_new_and_dropped_fields_are_compatible(clickstream):
     assert details == ["column legacy is no longer in the contract: it stays, null from now on",
                        "gains column referrer (string; null in the rows before)"]  # fmt: skip
     assert {v.verdict for v in silver_verdicts(clickstream, old, None, started=True)} == {COMPATIBLE}
+
+
+def test_a_silver_created_before_the_dedup_hash_is_unchanged(clickstream):
+    old = T.StructType([f for f in built_as(clickstream).fields if f.name != DEDUP_HASH])  # (lakepipe does not add it)
+    assert [(v.verdict, v.detail) for v in silver_verdicts(clickstream, old, None, started=True)] == [(COMPATIBLE, "unchanged")]
 
 
 def test_the_identity_counts_only_under_a_started_silver(clickstream):
