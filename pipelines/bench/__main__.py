@@ -40,13 +40,29 @@ FIGURES = ("P1", "P2", "P3", "P5", "E1", "E1m", "E1c", "L1", "L1e", "P4", "S1", 
 QUICK_FIGURES = ("P1", "P2", "P3", "P5", "L1e", "P4", "S1")  # a few minutes on 2 cores
 
 
-def timed(fn: Callable[[], Figure | list[Figure]]) -> list[Figure]:
-    start = time.perf_counter()
-    out = fn()
-    figures = out if isinstance(out, list) else [out]
-    for f in figures:  # figures measured together share the time, unless they timed themselves
-        f.seconds = f.seconds or (time.perf_counter() - start) / len(figures)
-    return figures
+class Timed:
+    """Runs one figure (or a group measured together) and times it. A figure that fails is reported in one line and
+    left out, so that an hour-long `make bench` keeps the others (`failed`: what failed, and why)."""
+
+    def __init__(self, spark_streams: Callable[[], list] = list) -> None:
+        self.failed: dict[str, str] = {}
+        self.streams = spark_streams
+
+    def __call__(self, fn: Callable[[], Figure | list[Figure]], what: str = "") -> list[Figure]:
+        start = time.perf_counter()
+        try:
+            out = fn()
+        except Exception as exc:  # noqa: BLE001 - one figure's failure must not lose the others'
+            reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+            self.failed[what or fn.__name__] = reason
+            print(f"error: {what} not measured ({reason}); the other figures go on", file=sys.stderr, flush=True)
+            for q in self.streams():  # a failed figure may leave its queries running
+                q.stop()
+            return []
+        figures = out if isinstance(out, list) else [out]
+        for f in figures:  # figures measured together share the time, unless they timed themselves
+            f.seconds = f.seconds or (time.perf_counter() - start) / len(figures)
+        return figures
 
 
 def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
@@ -59,55 +75,58 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
     topics = Topics(settings.kafka)
     figures: list[Figure] = []
     rates: dict[str, float] = {}
+    timed = Timed()
     try:
         if "P1" in only:
-            figures += timed(lambda: bench_producer(settings.kafka, topics, size["P1"], scratch))
+            figures += timed(lambda: bench_producer(settings.kafka, topics, size["P1"], scratch), "P1")
         with spark_session(settings.spark, "lakepipe-bench") as spark:
-            if {"P2", "L1"} & only:
-                figures += timed(lambda: bench_bronze(spark, settings.kafka, topics, size["P2"], scratch))
-                rates["L1"] = figures[-1].ours / 2  # half the highest bronze rate
-            if "P3" in only or ("L1e" in only and "E1" not in only):
-                figures += timed(lambda: bench_quality(spark, settings.kafka, topics, size["P3"], scratch))
-                rates["L1e"] = figures[-1].ours / 2  # half the highest silver rate, unless E1 runs
+            timed.streams = lambda: spark.streams.active
+            if {"P2", "L1"} & only and (got := timed(lambda: bench_bronze(spark, settings.kafka, topics, size["P2"], scratch), "P2")):
+                figures += got
+                rates["L1"] = got[-1].ours / 2  # half the highest bronze rate
+            if ("P3" in only or ("L1e" in only and "E1" not in only)) and (
+                got := timed(lambda: bench_quality(spark, settings.kafka, topics, size["P3"], scratch), "P3")
+            ):  # fmt: skip
+                figures += got
+                rates["L1e"] = got[-1].ours / 2  # half the highest silver rate, unless E1 runs
             if "P5" in only:
-                figures += timed(lambda: bench_typed(spark, settings.kafka, topics, size["P3"], scratch))
-            if "E1" in only:
-                figures += timed(lambda: bench_sustained(spark, settings, topics, scratch, quick))
-                rates["L1e"] = max(figures[-1].ours, 1_000) / 2  # half the highest sustained rate
+                figures += timed(lambda: bench_typed(spark, settings.kafka, topics, size["P3"], scratch), "P5")
+            if "E1" in only and (got := timed(lambda: bench_sustained(spark, settings, topics, scratch, quick), "E1")):
+                figures += got
+                rates["L1e"] = max(got[-1].ours, 1_000) / 2  # half the highest sustained rate
             if "E1m" in only:  # the same harness with the minimal silver job in place of ours (where E1's goal stands)
-                figures += timed(lambda: bench_sustained(spark, settings, topics, scratch, quick, minimal=True))
+                figures += timed(lambda: bench_sustained(spark, settings, topics, scratch, quick, minimal=True), "E1m")
             if "E1c" in only:  # CPU per record at a fixed rate: ours / E1m's pipeline (a measure finer than E1's bisection)
-                figures += timed(lambda: bench_cpu_per_record(spark, settings, topics, scratch, quick))
+                figures += timed(lambda: bench_cpu_per_record(spark, settings, topics, scratch, quick), "E1c")
             if {"L1", "L1e"} & only:
                 chosen = {k: v for k, v in rates.items() if k in only}
-                figures += timed(lambda: bench_latency(spark, settings, topics, chosen, size["L1"], scratch))
-            if "L1e" in only:
-                l1e = next(f for f in figures if f.name == "L1e")
+                figures += timed(lambda: bench_latency(spark, settings, topics, chosen, size["L1"], scratch), "/".join(chosen))
+            if l1e := next((f for f in figures if f.name == "L1e"), None):
                 l1e.details["files"] = files_after_long_run(spark, settings, Path(l1e.details["root"]))
             if "P4" in only:
-                figures += timed(lambda: bench_gold(spark, settings.kafka, topics, size["P4"], scratch))
+                figures += timed(lambda: bench_gold(spark, settings.kafka, topics, size["P4"], scratch), "P4")
             if "S1" in only:
-                figures += timed(lambda: bench_growth(spark, settings, topics, size["S1"], scratch))
+                figures += timed(lambda: bench_growth(spark, settings, topics, size["S1"], scratch), "S1")
             if "S1e" in only:
-                figures += timed(lambda: bench_growth_pipeline(spark, settings, topics, size["S1e"], scratch))
+                figures += timed(lambda: bench_growth_pipeline(spark, settings, topics, size["S1e"], scratch), "S1e")
             if "S2" in only:
-                figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2"], scratch))
+                figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2"], scratch), "S2")
             if "S2d" in only:
-                figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2d"], scratch, dense=True))
+                figures += timed(lambda: bench_silver_growth(spark, settings.kafka, topics, *size["S2d"], scratch, dense=True), "S2d")
             if "B1" in only:
-                figures += timed(lambda: bench_backfill(spark, settings, topics, size["B1"], scratch))
+                figures += timed(lambda: bench_backfill(spark, settings, topics, size["B1"], scratch), "B1")
             if "EL" in only:
-                figures += timed(lambda: bench_event_log_cost(spark, settings, topics, scratch, quick))
+                figures += timed(lambda: bench_event_log_cost(spark, settings, topics, scratch, quick), "EL")
             if "F1" in only:
-                figures += timed(lambda: bench_files(spark, settings, topics, scratch, quick))
+                figures += timed(lambda: bench_files(spark, settings, topics, scratch, quick), "F1")
             if {"C1", "C2"} & only:
-                figures += timed(lambda: bench_cdc(spark, settings, topics, scratch, quick, only))
+                figures += timed(lambda: bench_cdc(spark, settings, topics, scratch, quick, only), "/".join(sorted({"C1", "C2"} & only)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         topics.delete_all()
     default = set(QUICK_FIGURES if quick else FIGURES)
     command = "make bench" + (" QUICK=1" if quick else "") + ("" if only == default else f" ONLY={','.join(sorted(only))}")
-    return report(figures, machine(), command, PROJECT_DIR / "bench-results", common.REPEATS)
+    return report(figures, machine(), command, PROJECT_DIR / "bench-results", common.REPEATS, timed.failed)
 
 
 def main() -> None:

@@ -78,7 +78,7 @@ def _files_table(files: list[dict]) -> list[str]:
                     for c in files]  # fmt: skip
 
 
-def report(figures: list[Figure], info: dict, command: str, out_dir: Path, repeats: int) -> str:
+def report(figures: list[Figure], info: dict, command: str, out_dir: Path, repeats: int, failed: dict[str, str] | None = None) -> str:
     lines = [f"Benchmarks (`{command}`), {info['cores']} cores, {info['memory_gb']} GB, {info['java']}, "
              f"PySpark {info['pyspark']}; " + (f"medians of {repeats} after a warm-up." if repeats > 1 else
              "one run per side, no warm-up (a smoke run, not figures to quote)."), "", *_main_table(figures)]  # fmt: skip
@@ -99,11 +99,13 @@ def report(figures: list[Figure], info: dict, command: str, out_dir: Path, repea
         if f.name == "E1c":
             lines += ["", "E1c, the measured window's CPU seconds (driver JVM by thread; Python workers; the bench's Python):", ""]
             lines += [_cpu_line(side, f.details[side]) for side in ("ours", "baseline")]
+    lines += ["", *[f"Not measured: {name} ({reason})" for name, reason in (failed or {}).items()]] if failed else []
     text = "\n".join(lines)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = info["when"].replace(":", "")
     (out_dir / f"bench-{stamp}.md").write_text(text + "\n")
-    data = {"machine": info, "command": command, "figures": [asdict(f) | {"ratio": f.ratio} for f in figures]}
+    data = {"machine": info, "command": command, "figures": [asdict(f) | {"ratio": f.ratio} for f in figures],
+            "not_measured": failed or {}}
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(data, indent=2, default=str))
     return text
 

@@ -32,8 +32,8 @@ from typing import NamedTuple
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.engine.delta_io import table_snapshot
-from pipelines.engine.table_files import DataFile, TableFiles, overlapping
+from pipelines.engine.delta_io import scanned_rows, table_snapshot
+from pipelines.engine.table_files import DataFile, TableFiles, overlapping, rows_of
 from pipelines.model.contract import FieldSpec
 
 HOUR = 3600
@@ -45,8 +45,7 @@ MAX_RANGES = 64  # a batch spread over more hours is looked up in this many merg
 BROADCAST_LOOKUP_MIN = 1_000_000
 BROADCAST_KEYS_MAX = 1_000_000
 # Every silver row holds a SHA-256 payload hash: 32 bytes of entropy that no encoding compresses. A silver smaller than
-# BROADCAST_LOOKUP_MIN rows of that size cannot hold a lookup that large, so its hours are not counted (a Spark job,
-# ~0.6 s on 2 cores, that a new query, a `--once` run or a small table's new hour would otherwise pay).
+# BROADCAST_LOOKUP_MIN rows of that size cannot hold a lookup that large, so its lookup's size is not asked of Delta.
 MIN_ROW_BYTES = 32
 FILE = "_file"  # the column naming the silver file a lookup row was read from (`files_holding`)
 # Silver's column of each row's dedup keys hashed to 64 bits (`key_hash`), and the table property naming the keys it
@@ -118,46 +117,10 @@ def rough_event_time_sql(f: FieldSpec, value: str = "value") -> str:
     return f"try_cast({text} AS TIMESTAMP)"
 
 
-def hour_counts(rows: DataFrame, t: Column) -> Counter:
-    """Rows per epoch hour of `t` (None: rows without one), in one light job."""
-    hour = F.floor(F.unix_seconds(t) / HOUR)
-    return Counter({r.h: r["count"] for r in rows.groupBy(hour.alias("h")).count().collect()})
-
-
 def batch_hours(raw: DataFrame, f: FieldSpec) -> Counter:
-    """Records per epoch hour of the raw records' event times (None: records without one)."""
-    return hour_counts(raw, rough_event_time(raw, f))
-
-
-class LookupSizes:
-    """Silver's rows per event hour, as a silver query knows them: counted in silver the first time a lookup covers
-    an hour (one light job reading event times), then the records of each of its batches added. Nothing is counted
-    while silver is too small to hold a lookup worth broadcasting into (`too_small_to_broadcast`)."""
-
-    MAX_HOURS = 100_000
-
-    def __init__(self) -> None:
-        self.by_hour: Counter = Counter()
-        self.known: set[int] = set()
-
-    def rows_in(self, ranges: list[tuple[int, int]]) -> int:
-        return sum(n for h, n in self.by_hour.items() if any(a <= h * HOUR < b for a, b in ranges))
-
-    def unknown(self, ranges: list[tuple[int, int]]) -> list[int]:
-        return [h for a, b in ranges for h in range(a // HOUR, -(-b // HOUR)) if h not in self.known]
-
-    def count(self, silver: DataFrame, event_time: str, hours: list[int]) -> None:
-        """Count silver's rows in `hours`, which this query has not looked up before."""
-        if hours:
-            self.add(hour_counts(silver.where(in_ranges(event_time, lookup_ranges(hours, 0), False)), F.col(event_time)))
-            self.known.update(hours)
-
-    def add(self, counts: Counter) -> None:
-        self.by_hour.update({h: n for h, n in counts.items() if h is not None})
-        if len(self.known) > self.MAX_HOURS:  # events spread over more hours than that: forget the oldest half
-            for h in sorted(self.known)[: self.MAX_HOURS // 2]:
-                self.known.discard(h)
-                self.by_hour.pop(h, None)
+    """Records per epoch hour of the raw records' event times (None: records without one), in one light job."""
+    hour = F.floor(F.unix_seconds(rough_event_time(raw, f)) / HOUR)
+    return Counter({r.h: r["count"] for r in raw.groupBy(hour.alias("h")).count().collect()})
 
 
 def too_small_to_broadcast(size_bytes: int | None) -> bool:
@@ -173,38 +136,42 @@ class Lookup(NamedTuple):
 
 def existing_rows(
     spark: SparkSession, silver_path: str, raw: DataFrame, event_time: FieldSpec, keys: Sequence[str], horizon_s: int,
-    sizes: LookupSizes | None = None, files: TableFiles | None = None, batch_keys: DataFrame | None = None,
+    large_ok: bool = False, files: TableFiles | None = None, batch_keys: DataFrame | None = None,
 ) -> Lookup:  # fmt: skip
     """The (dedup keys, payload hash) of the silver rows that the `raw` records are compared with, as of silver's
-    newest version now (see above); with `sizes` (the query's own), whether the lookup is large enough to broadcast
-    the batch's keys into it. With `files` (the query's own), silver's data files are read as they are listed
-    there (`pipelines.engine.table_files`) where they can be, instead of through Delta; a large lookup then reads
-    only the files that hold one of `batch_keys` (the batch's keys as parsed), found first (`files_holding`)."""
+    newest version now (see above); with `large_ok` (a silver query's lookup), whether the lookup is large enough to
+    broadcast the batch's keys into it. With `files` (the query's own), silver's data files are read as they are
+    listed there (`pipelines.engine.table_files`) where they can be, instead of through Delta; a large lookup then
+    reads only the files that hold one of `batch_keys` (the batch's keys as parsed), found first (`files_holding`).
+
+    A lookup is large when the files it reads hold BROADCAST_LOOKUP_MIN rows or more by their Delta statistics (the
+    rows of every file whose event times overlap the window: an upper bound, known without a Spark job; a file
+    without a row count in its statistics has the window's rows counted instead)."""
     counts = batch_hours(raw, event_time)
     hours = [h for h in counts if h is not None]
     snapshot = table_snapshot(spark, silver_path, [DEDUP_HASH_PROPERTY])
     hashed = hashed_keys(snapshot.properties, keys)
-    silver = lambda: spark.read.format("delta").option("versionAsOf", snapshot.version).load(silver_path)  # noqa: E731
     ranges = lookup_ranges(hours, horizon_s)
     with_nulls = None in counts
+    window = spark.read.format("delta").option("versionAsOf", snapshot.version).load(silver_path)
+    window = window.where(in_ranges(event_time.name, ranges, with_nulls))
     listed = files.at(spark, snapshot.version) if files is not None else None
     if listed is None:
-        rows = silver().where(in_ranges(event_time.name, ranges, with_nulls)).select(*keys, "payload_hash")
+        rows = window.select(*keys, "payload_hash")
     else:
         chosen = overlapping(listed, ranges, with_nulls)
         rows = window_rows(spark, files, chosen, [*keys, "payload_hash"], event_time.name, ranges, with_nulls)
-    if sizes is None or too_small_to_broadcast(snapshot.size_bytes):
-        return Lookup(rows, False, snapshot.version)  # (a small table's hours are counted once it has grown)
-    sizes.count(silver(), event_time.name, sizes.unknown(ranges))
-    large = sizes.rows_in(ranges) >= BROADCAST_LOOKUP_MIN and sum(counts.values()) <= BROADCAST_KEYS_MAX
-    sizes.add(counts)  # appended by this batch (an estimate: its records)
+    if not large_ok or too_small_to_broadcast(snapshot.size_bytes):
+        return Lookup(rows, False, snapshot.version)
+    size = rows_of(chosen) if listed is not None else scanned_rows(window)
+    size = rows.count() if size is None else size
+    large = size >= BROADCAST_LOOKUP_MIN and sum(counts.values()) <= BROADCAST_KEYS_MAX
     if not large or batch_keys is None:
         return Lookup(rows, large, snapshot.version)
     if listed is not None:
         found = files_holding(spark, files, chosen, keys, event_time.name, ranges, with_nulls, batch_keys, hashed)
         rows = window_rows(spark, files, found, [*keys, "payload_hash"], event_time.name, ranges, with_nulls)
         return Lookup(rows, bool(found), snapshot.version)
-    window = silver().where(in_ranges(event_time.name, ranges, with_nulls))
     probe = [DEDUP_HASH] if hashed else list(keys)
     paths = holding(window.select(*probe, F.col("_metadata.file_path").alias(FILE)), keys, batch_keys, hashed)
     rows = window.where(F.col("_metadata.file_path").isin(sorted(paths))).select(*keys, "payload_hash")

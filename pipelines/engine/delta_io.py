@@ -365,6 +365,19 @@ def jvm_snapshot(spark: SparkSession, path: str):  # noqa: ANN201 - a JVM org.ap
     return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(False, none, none)  # noqa: SLF001
 
 
+def scanned_rows(df: DataFrame) -> int | None:
+    """The rows of the Delta files a read of one Delta table (`df`, filtered) would scan, by their statistics: what
+    Delta's planning found when it skipped files by the filter (planning only, no data read; it builds the table's
+    state, as the read itself would). None where Delta does not say (a file without statistics, another Delta)."""
+    try:
+        leaf = df._jdf.queryExecution().optimizedPlan().collectLeaves().head()  # noqa: SLF001 - Delta's scan
+        rows = leaf.relation().location().preparedScan().scanned().rows()
+        return int(rows.get()) if rows.isDefined() else None
+    except (Py4JError, TypeError, AttributeError) as exc:  # (as in `table_snapshot`)
+        log.debug("Delta's scan of the plan not reachable: %s", exc)
+    return None
+
+
 def table_version(spark: SparkSession, path: str) -> int:
     """The latest version of the Delta table at `path` (`table_snapshot`)."""
     return table_snapshot(spark, path).version

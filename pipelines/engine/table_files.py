@@ -39,6 +39,7 @@ class DataFile(NamedTuple):
     low: dt.datetime | None  # the least and greatest event time in the file, and how many rows have none:
     high: dt.datetime | None  # None where the file has no statistics of it
     nulls: int | None
+    rows: int | None = None  # its row count (`numRecords`), None where its statistics do not say
 
 
 class Unreadable(Exception):
@@ -158,13 +159,14 @@ class TableFiles:
             full = f"{self.path}/{full}"
         if _GLOB.search(full):
             raise Unreadable(f"file name {full} holds a pattern character")
-        low = high = nulls = None
+        low = high = nulls = rows = None
         if stats:
             s = json.loads(stats)
             low = _timestamp((s.get("minValues") or {}).get(self.event_time))
             high = _timestamp((s.get("maxValues") or {}).get(self.event_time))
             nulls = (s.get("nullCount") or {}).get(self.event_time)
-        return DataFile(full, date, low, high, nulls)
+            rows = s.get("numRecords")
+        return DataFile(full, date, low, high, nulls, rows if isinstance(rows, int) else None)
 
 
 def _timestamp(text: object) -> dt.datetime | None:
@@ -191,3 +193,9 @@ def overlapping(files: list[DataFile], ranges: list[tuple[int, int]], with_nulls
         return any(f.low < hi and f.high + _MS >= lo for lo, hi in spans)
 
     return [f for f in files if wanted(f)]
+
+
+def rows_of(files: list[DataFile]) -> int | None:
+    """The rows of `files` by their statistics; None when a file's statistics do not count them (pure)."""
+    counts = [f.rows for f in files]
+    return None if None in counts else sum(counts)

@@ -10,7 +10,7 @@ import pytest
 from chispa import assert_df_equality
 
 from pipelines.engine.bronze import BRONZE_SCHEMA
-from pipelines.engine.dedup import DEDUP_HASH, DEDUP_HASH_PROPERTY, LookupSizes, existing_rows, key_hash
+from pipelines.engine.dedup import DEDUP_HASH, DEDUP_HASH_PROPERTY, existing_rows, key_hash
 from pipelines.engine.silver import OUTCOME, classify_validated, silver_schema, validate
 from pipelines.engine.table_files import TableFiles
 from tests.support import clickstream_tables
@@ -40,13 +40,13 @@ def batch(spark, ids: list[str]):  # noqa: ANN001, ANN201
 
 
 def lookups(spark, p, as_parquet: bool):  # noqa: ANN001, ANN201
-    """A function: the raw batch of `ids` and its lookup in `p`'s silver (with a LookupSizes: a large one)."""
+    """A function: the raw batch of `ids` and its lookup in `p`'s silver (`large_ok`: a silver query's, large)."""
     path, event_time, keys = p.layout.silver.path, p.contract.field(p.spec.event_time), p.spec.dedup_keys
 
-    def lookup(ids: list[str], sizes: LookupSizes | None):  # noqa: ANN202
+    def lookup(ids: list[str], large_ok: bool = True):  # noqa: ANN202
         raw = batch(spark, ids)
         files = TableFiles(path, p.spec.event_time) if as_parquet else None
-        return raw, existing_rows(spark, path, raw, event_time, keys, 3600, sizes, files, validate(raw, p.contract, None)
+        return raw, existing_rows(spark, path, raw, event_time, keys, 3600, large_ok, files, validate(raw, p.contract, None)
                                   .select(*keys))  # fmt: skip
 
     return lookup
@@ -61,11 +61,11 @@ def test_a_large_lookup_reads_only_the_files_holding_the_batch_keys(spark, tmp_p
     monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", 0)  # every lookup is a large one
     lookup = lookups(spark, p, as_parquet)
 
-    raw, found = lookup(["b1", "d2", "new-1"], LookupSizes())
+    raw, found = lookup(["b1", "d2", "new-1"])
     rows = sorted(tuple(r) for r in found.rows.collect())
     assert rows == [(f"{f}{i}", f"h-{f}{i}") for f in "bd" for i in range(3)], "the rows of the two files holding b1, d2"
     assert found.broadcast_keys, "their rows of other keys are left to the broadcast semi join"
-    _, full = lookup(["b1", "d2", "new-1"], None)  # a small lookup: every row of the window, one read
+    _, full = lookup(["b1", "d2", "new-1"], large_ok=False)  # a small lookup: every row of the window, one read
     assert full.rows.count() == 12
 
     def outcomes(rows, broadcast: bool):  # noqa: ANN001, ANN202
@@ -76,7 +76,7 @@ def test_a_large_lookup_reads_only_the_files_holding_the_batch_keys(spark, tmp_p
     assert {r.event_id: r[OUTCOME] for r in outcomes(found.rows, True).collect()} == {
         "b1": "quarantine", "d2": "quarantine", "new-1": "silver"}, "b1 and d2 conflict with their silver copies"  # fmt: skip
 
-    _, none = lookup(["new-2", "new-3"], LookupSizes())
+    _, none = lookup(["new-2", "new-3"])
     assert (none.rows.collect(), none.broadcast_keys) == ([], False), "no file holds a key of the batch: no hash read"
 
 
@@ -93,8 +93,8 @@ def test_a_large_lookup_finds_keys_by_their_hash_and_still_reads_rows_written_wi
     monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", 0)
     lookup = lookups(spark, p, as_parquet)
 
-    raw, found = lookup(["b1", "new-1"], LookupSizes())
+    raw, found = lookup(["b1", "new-1"])
     assert sorted(r.event_id for r in found.rows.collect()) == ["b0", "b1", "c0", "c1"], "b's file by hash, c's as unknown"
-    raw, found = lookup(["c1"], LookupSizes())
+    raw, found = lookup(["c1"])
     outcome = classify_validated(validate(raw, p.contract, None), found.rows, p.spec.dedup_keys, broadcast_keys=True)
     assert [(r.event_id, r[OUTCOME]) for r in outcome.collect()] == [("c1", "quarantine")], "a copy of a row without a hash"

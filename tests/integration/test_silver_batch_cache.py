@@ -17,7 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from pipelines.engine.bronze import BRONZE_SCHEMA
-from pipelines.engine.dedup import DEDUP_HASH_PROPERTY, HOUR, MIN_ROW_BYTES, LookupSizes, existing_rows
+from pipelines.engine.dedup import DEDUP_HASH_PROPERTY, existing_rows
 from pipelines.engine.delta_io import TableSnapshot, table_snapshot, table_version
 from pipelines.engine.delta_log import latest_version
 from pipelines.engine.silver import OUTCOME, classify_validated, silver_schema, to_silver_rows, validate
@@ -97,25 +97,33 @@ def test_the_version_and_size_a_batch_reads_silver_at_are_found_without_a_spark_
     assert table_version(spark, path) == 2
 
 
-def test_a_silver_too_small_for_a_large_lookup_has_no_hours_counted(spark, clickstream, monkeypatch):
-    """Counting silver's rows of the batch's hours (to choose the broadcast of its keys) is a Spark job; a silver
-    whose files are smaller than 32 bytes (a payload hash) times the broadcast's minimum rows cannot need it."""
+@pytest.mark.parametrize("stats", [True, False], ids=["statistics", "no-statistics"])
+@pytest.mark.parametrize("as_parquet", [False, True], ids=["through-delta", "listed-files"])
+def test_a_lookup_is_large_by_the_rows_of_the_files_it_reads(spark, clickstream, monkeypatch, as_parquet, stats):
+    """Whether a silver query's lookup broadcasts the batch's keys: by the row counts in the statistics of the files
+    whose event times overlap the window (Delta's planning, or the listed files'; no Spark job): every row of such a
+    file counts. Files written without statistics have the window's rows counted instead. A file outside the window
+    does not count."""
     p = clickstream
     path, event_time, keys = p.layout.silver.path, p.contract.field(p.spec.event_time), p.spec.dedup_keys
-    row = {"event_id": "e0", "event_time": AT, "event_date": AT.date(), "payload_hash": "0" * 64}
-    spark.createDataFrame([row], silver_schema(p.contract)).write.format("delta").mode("append").save(path)
+    files = {"in": [AT] * 2, "across": [AT + dt.timedelta(minutes=5)] * 2 + [AT + dt.timedelta(hours=3)],
+             "later": [AT + dt.timedelta(days=2)] * 4}  # the window: 08:00-11:00 (the batch's hour, 1 hour horizon)
+    spark.conf.set("spark.databricks.delta.stats.collect", str(stats).lower())
+    try:
+        for name, times in files.items():
+            rows = [{"event_id": f"{name}-{i}", "event_time": t, "event_date": t.date(), "payload_hash": "0" * 64}
+                    for i, t in enumerate(times)]  # fmt: skip
+            spark.createDataFrame(rows, silver_schema(p.contract)).coalesce(1).write.format("delta").mode("append").save(path)
+    finally:
+        spark.conf.unset("spark.databricks.delta.stats.collect")
     raw = spark.createDataFrame([record(0, "e1"), record(1, "e2")], BRONZE_SCHEMA)
-    size = table_snapshot(spark, path).size_bytes
-    hour = int(AT.timestamp()) // HOUR
 
-    monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", size // MIN_ROW_BYTES + 1)  # just above
-    small = LookupSizes()
-    lookup = existing_rows(spark, path, raw, event_time, keys, 3600, small)
-    assert (small.known, small.by_hour, lookup.broadcast_keys) == (set(), {}, False)
-    assert [r.event_id for r in lookup.rows.collect()] == ["e0"], "the lookup itself is the same"
+    def large(minimum: int) -> bool:
+        monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", minimum)
+        files = TableFiles(path, p.spec.event_time) if as_parquet else None
+        return existing_rows(spark, path, raw, event_time, keys, 3600, True, files).broadcast_keys  # (no keys to find)
 
-    monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", size // MIN_ROW_BYTES)  # as large as it can be
-    counted = LookupSizes()
-    lookup = existing_rows(spark, path, raw, event_time, keys, 3600, counted)
-    assert counted.known == {hour - 1, hour, hour + 1} and counted.by_hour == {hour: 1 + 2}, "silver's row, the batch's 2"
-    assert lookup.broadcast_keys is False, "1 row in the window, fewer than the minimum"
+    size = 2 + 3 if stats else 2 + 2  # by statistics, all of "across"; counted, its rows in the window
+    assert large(size) and not large(size + 1)
+    monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", 0)
+    assert not existing_rows(spark, path, raw, event_time, keys, 3600).broadcast_keys, "only a silver query's may be"

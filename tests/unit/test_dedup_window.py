@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 
 from pipelines.engine.dedup import (
     DEDUP_HASH_PROPERTY,
     HOUR,
-    LookupSizes,
     batch_hours,
     hashed_keys,
     in_ranges,
@@ -53,22 +51,6 @@ def test_the_batch_hours_and_its_size_come_from_one_light_job(spark):
     raw = spark.createDataFrame([(v,) for v in values], "value binary")
     ten = int(dt.datetime(2026, 1, 20, 10, tzinfo=dt.UTC).timestamp()) // HOUR
     assert batch_hours(raw, FieldSpec("event_time", "timestamp")) == {ten: 2, ten + 2: 1, None: 2}
-
-
-def test_the_lookup_size_is_silver_s_rows_of_its_hours_then_the_batches_added(spark):
-    t = lambda h, m=0: dt.datetime(2026, 1, 20, h, m, tzinfo=dt.UTC)  # noqa: E731
-    silver = spark.createDataFrame([(t(10, 5),), (t(10, 50),), (t(11, 1),), (t(15, 0),)], "event_time timestamp")
-    silver = silver.selectExpr("*", "to_date(event_time) AS event_date")
-    ten = int(t(10).timestamp()) // HOUR
-    sizes = LookupSizes()
-    ranges = lookup_ranges([ten + 1], HOUR)  # hours 10, 11 and 12
-    assert sizes.unknown(ranges) == [ten, ten + 1, ten + 2]
-    sizes.count(silver, "event_time", sizes.unknown(ranges))
-    assert sizes.unknown(ranges) == [] and sizes.rows_in(ranges) == 3, "hour 15 is not counted"
-    sizes.add(Counter({ten + 1: 600_000, None: 7}))
-    assert sizes.rows_in(ranges) == 600_003
-    assert sizes.rows_in(lookup_ranges([ten], 0)) == 2
-    assert sizes.unknown(lookup_ranges([ten + 2], HOUR)) == [ten + 3], "only the hour not looked up before"
 
 
 def test_the_dedup_hash_is_of_every_key_and_used_only_for_the_keys_a_table_was_created_with(spark):

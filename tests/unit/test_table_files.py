@@ -1,10 +1,11 @@
-"""Which of a table's data files a dedup lookup reads (`overlapping`): pure, on listed files."""
+"""Which of a table's data files a dedup lookup reads (`overlapping`) and how many rows they hold (`rows_of`): pure,
+on listed files."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from pipelines.engine.table_files import DataFile, overlapping
+from pipelines.engine.table_files import DataFile, overlapping, rows_of
 
 H = 3600
 T0 = int(dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC).timestamp())  # 09:00
@@ -53,3 +54,9 @@ def test_rows_without_an_event_time_are_looked_up_only_when_the_batch_has_some()
              file("no_nulls", T0 - 9 * H, T0 - 8 * H, nulls=0)]  # fmt: skip
     assert names(overlapping(files, [(T0, T0 + H)], False)) == []
     assert names(overlapping(files, [(T0, T0 + H)], True)) == ["nulls_only", "some_nulls"]
+
+
+def test_the_rows_of_files_are_their_statistics_row_counts_unless_one_has_none():
+    counted = [file("a", T0, T0 + 60)._replace(rows=3), file("b", T0, T0 + 60)._replace(rows=4)]
+    assert rows_of(counted) == 7 and rows_of([]) == 0
+    assert rows_of([*counted, file("no_count", T0, T0 + 60)]) is None, "a file whose statistics do not count its rows"
