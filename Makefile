@@ -16,6 +16,7 @@ help:
 	@echo "make test-platforms   the tests on other platforms: spark-submit, a standalone cluster, the wheel, the notebooks"
 	@echo "make test-scenarios   the long fault scenarios: a broker outage, SIGKILLs of runs, backfills and the Connect worker"
 	@echo "make chaos  SIGKILL a run of all four pipelines at random moments, drain, check every invariant (QUICK=1: 3 kills)"
+	@echo "make bench  the benchmarks, ~80 minutes on 2 cores (ONLY=P2,L1: some figures; QUICK=1: a smoke run; VERBOSE=1: Spark's log on the console)"
 	@echo "make up / make down   start / stop the local broker; make clean removes tables and broker data"
 	@echo "make cluster-up / make cluster-down   start / stop a local Spark standalone cluster (master + 2 workers)"
 
@@ -116,7 +117,7 @@ test-scenarios: up
 	$(BIN)/python -m pytest -q -m scenario $(PYTEST_ARGS)
 
 bench: up .jars/kafka-tools/.resolved
-	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)
+	$(BIN)/python -m pipelines.bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),) $(if $(VERBOSE),--verbose,)
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)

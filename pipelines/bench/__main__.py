@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import sys
 import time
@@ -25,9 +26,9 @@ from pipelines.bench.stages import bench_bronze, bench_gold, bench_quality, benc
 from pipelines.bench.sustained import bench_sustained
 from pipelines.errors import LakepipeError
 from pipelines.model.config import CatalogSettings, Settings, load_settings
-from pipelines.platform import kafka_admin
+from pipelines.platform import kafka_admin, session
 from pipelines.platform.jars import PROJECT_DIR
-from pipelines.platform.session import spark_session
+from pipelines.platform.session import JVM_LOG_ENV, spark_session
 
 SIZES = {  # records (seconds of measured load for L1; S2: new events, rows already in silver)
     "quick": {"repeats": 1, "P1": 20_000, "P2": 30_000, "P3": 5_000, "P4": 5_000, "L1": 3,
@@ -55,7 +56,8 @@ class Timed:
         except Exception as exc:  # noqa: BLE001 - one figure's failure must not lose the others'
             reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
             self.failed[what or fn.__name__] = reason
-            print(f"error: {what} not measured ({reason}); the other figures go on", file=sys.stderr, flush=True)
+            log = f" (full log: {session.log_file()})" if session.log_file() else ""
+            print(f"error: {what} not measured ({reason}){log}; the other figures go on", file=sys.stderr, flush=True)
             for q in self.streams():  # a failed figure may leave its queries running
                 q.stop()
             return []
@@ -79,8 +81,10 @@ def run_bench(settings: Settings, quick: bool, only: set[str]) -> str:
     try:
         if "P1" in only:
             figures += timed(lambda: bench_producer(settings.kafka, topics, size["P1"], scratch), "P1")
-        with spark_session(settings.spark, "lakepipe-bench") as spark:
+        with spark_session(settings, "lakepipe-bench") as spark:
             timed.streams = lambda: spark.streams.active
+            if session.log_file():
+                print(f"Spark's log: {session.log_file()}", file=sys.stderr, flush=True)
             if {"P2", "L1"} & only and (got := timed(lambda: bench_bronze(spark, settings.kafka, topics, size["P2"], scratch), "P2")):
                 figures += got
                 rates["L1"] = got[-1].ours / 2  # half the highest bronze rate
@@ -134,7 +138,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"small sizes, one run per side, {', '.join(QUICK_FIGURES)} only: a smoke run, under 5 minutes")
     parser.add_argument("--only", help=f"comma-separated figures among {', '.join(FIGURES)} (default: all)")
     parser.add_argument("--env", help="environment (default: local)")
+    parser.add_argument("--verbose", action="store_true", help="Spark's log and Python workers' output on the console "
+                        "(default: in a file under .lakepipe/logs, named when the run starts)")  # fmt: skip
     args = parser.parse_args()
+    if not args.verbose:
+        os.environ[JVM_LOG_ENV] = "file"  # as `lakepipe` commands do: the console is for the figures
     only = set(args.only.split(",")) if args.only else set(QUICK_FIGURES if args.quick else FIGURES)
     if unknown := only - set(FIGURES):
         parser.error(f"unknown figure(s) {', '.join(sorted(unknown))}: choose among {', '.join(FIGURES)}")
