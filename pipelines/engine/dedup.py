@@ -26,7 +26,7 @@ the files as Parquet is no plan of the table: a write to silver does not re-cach
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -123,6 +123,31 @@ def batch_hours(raw: DataFrame, f: FieldSpec) -> Counter:
     return Counter({r.h: r["count"] for r in raw.groupBy(hour.alias("h")).count().collect()})
 
 
+class LookupSizes:
+    """A silver query's lookup sizes that cost Delta's planning or a Spark job to know, by window (its epoch-second
+    ranges): silver read through Delta (`scanned_rows`: the first batch of a query into a table whose checksum does
+    not list its files; a table with deletion vectors), or files whose statistics hold no row count (counted). Asked
+    the first time the query looks a window up, then each of its batches' records added. Listed files with
+    statistics need none of this: theirs are known every batch."""
+
+    KEPT = 64  # windows remembered (a batch's window changes with its hours)
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple, int] = {}
+
+    def rows(self, ranges: list[tuple[int, int]], ask: Callable[[], int]) -> int:
+        key = tuple(ranges)
+        if key not in self._rows:
+            if len(self._rows) >= self.KEPT:
+                self._rows.pop(next(iter(self._rows)))
+            self._rows[key] = ask()
+        return self._rows[key]
+
+    def add(self, ranges: list[tuple[int, int]], records: int) -> None:
+        if (key := tuple(ranges)) in self._rows:
+            self._rows[key] += records
+
+
 def too_small_to_broadcast(size_bytes: int | None) -> bool:
     """Whether a silver of `size_bytes` (None: not known) holds fewer than BROADCAST_LOOKUP_MIN rows for certain."""
     return size_bytes is not None and size_bytes < BROADCAST_LOOKUP_MIN * MIN_ROW_BYTES
@@ -136,17 +161,17 @@ class Lookup(NamedTuple):
 
 def existing_rows(
     spark: SparkSession, silver_path: str, raw: DataFrame, event_time: FieldSpec, keys: Sequence[str], horizon_s: int,
-    large_ok: bool = False, files: TableFiles | None = None, batch_keys: DataFrame | None = None,
+    sizes: LookupSizes | None = None, files: TableFiles | None = None, batch_keys: DataFrame | None = None,
 ) -> Lookup:  # fmt: skip
     """The (dedup keys, payload hash) of the silver rows that the `raw` records are compared with, as of silver's
-    newest version now (see above); with `large_ok` (a silver query's lookup), whether the lookup is large enough to
+    newest version now (see above); with `sizes` (a silver query's own), whether the lookup is large enough to
     broadcast the batch's keys into it. With `files` (the query's own), silver's data files are read as they are
     listed there (`pipelines.engine.table_files`) where they can be, instead of through Delta; a large lookup then
     reads only the files that hold one of `batch_keys` (the batch's keys as parsed), found first (`files_holding`).
 
     A lookup is large when the files it reads hold BROADCAST_LOOKUP_MIN rows or more by their Delta statistics (the
-    rows of every file whose event times overlap the window: an upper bound, known without a Spark job; a file
-    without a row count in its statistics has the window's rows counted instead)."""
+    rows of every file whose event times overlap the window: an upper bound). Listed files give it every batch
+    without a Spark job; otherwise `sizes` asks once per window (`LookupSizes`)."""
     counts = batch_hours(raw, event_time)
     hours = [h for h in counts if h is not None]
     snapshot = table_snapshot(spark, silver_path, [DEDUP_HASH_PROPERTY])
@@ -161,10 +186,16 @@ def existing_rows(
     else:
         chosen = overlapping(listed, ranges, with_nulls)
         rows = window_rows(spark, files, chosen, [*keys, "payload_hash"], event_time.name, ranges, with_nulls)
-    if not large_ok or too_small_to_broadcast(snapshot.size_bytes):
+    if sizes is None or too_small_to_broadcast(snapshot.size_bytes):
         return Lookup(rows, False, snapshot.version)
-    size = rows_of(chosen) if listed is not None else scanned_rows(window)
-    size = rows.count() if size is None else size
+
+    def asked() -> int:
+        n = scanned_rows(window) if listed is None else None
+        return rows.count() if n is None else n
+
+    size = rows_of(chosen) if listed is not None else None
+    size = sizes.rows(ranges, asked) if size is None else size
+    sizes.add(ranges, sum(counts.values()))  # appended by this batch (an estimate: its records)
     large = size >= BROADCAST_LOOKUP_MIN and sum(counts.values()) <= BROADCAST_KEYS_MAX
     if not large or batch_keys is None:
         return Lookup(rows, large, snapshot.version)

@@ -34,7 +34,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.engine import batch_time
-from pipelines.engine.dedup import DEDUP_HASH, existing_rows, key_hash
+from pipelines.engine.dedup import DEDUP_HASH, LookupSizes, existing_rows, key_hash
 from pipelines.engine.delta_io import (
     BatchAppender,
     checkpoint_query_id,
@@ -221,6 +221,7 @@ class SilverBatchWriter:
         self._query_id: str | None = None
         self._appender: BatchAppender | None = None
         self._hashed = True  # whether silver has DEDUP_HASH (known at the first batch)
+        self._lookup_sizes = LookupSizes()
         self._silver_files = TableFiles(layout.silver.path, spec.event_time)
         self._pool = ThreadPoolExecutor(max_workers=7, thread_name_prefix="silver-write")  # 4 appends, 2 SCD refreshes, bronze
 
@@ -243,7 +244,7 @@ class SilverBatchWriter:
         classified = None
         try:
             validated = validate(raw, self.contract, self.suite)
-            lookup = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s, True,
+            lookup = existing_rows(spark, self.layout.silver.path, raw, event_time, keys, self.horizon_s, self._lookup_sizes,
                                    self._silver_files, validated.select(*keys))  # fmt: skip
             skip = self.spec.tombstones == "skip"
             classified = classify_validated(validated, lookup.rows, keys, skip, lookup.broadcast_keys)

@@ -10,7 +10,7 @@ import pytest
 from chispa import assert_df_equality
 
 from pipelines.engine.bronze import BRONZE_SCHEMA
-from pipelines.engine.dedup import DEDUP_HASH, DEDUP_HASH_PROPERTY, existing_rows, key_hash
+from pipelines.engine.dedup import DEDUP_HASH, DEDUP_HASH_PROPERTY, LookupSizes, existing_rows, key_hash
 from pipelines.engine.silver import OUTCOME, classify_validated, silver_schema, validate
 from pipelines.engine.table_files import TableFiles
 from tests.support import clickstream_tables
@@ -46,7 +46,7 @@ def lookups(spark, p, as_parquet: bool):  # noqa: ANN001, ANN201
     def lookup(ids: list[str], large_ok: bool = True):  # noqa: ANN202
         raw = batch(spark, ids)
         files = TableFiles(path, p.spec.event_time) if as_parquet else None
-        return raw, existing_rows(spark, path, raw, event_time, keys, 3600, large_ok, files, validate(raw, p.contract, None)
+        return raw, existing_rows(spark, path, raw, event_time, keys, 3600, LookupSizes() if large_ok else None, files, validate(raw, p.contract, None)
                                   .select(*keys))  # fmt: skip
 
     return lookup

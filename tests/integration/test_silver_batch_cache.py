@@ -17,7 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from pipelines.engine.bronze import BRONZE_SCHEMA
-from pipelines.engine.dedup import DEDUP_HASH_PROPERTY, existing_rows
+from pipelines.engine.dedup import DEDUP_HASH_PROPERTY, LookupSizes, existing_rows
 from pipelines.engine.delta_io import TableSnapshot, table_snapshot, table_version
 from pipelines.engine.delta_log import latest_version
 from pipelines.engine.silver import OUTCOME, classify_validated, silver_schema, to_silver_rows, validate
@@ -103,27 +103,38 @@ def test_a_lookup_is_large_by_the_rows_of_the_files_it_reads(spark, clickstream,
     """Whether a silver query's lookup broadcasts the batch's keys: by the row counts in the statistics of the files
     whose event times overlap the window (Delta's planning, or the listed files'; no Spark job): every row of such a
     file counts. Files written without statistics have the window's rows counted instead. A file outside the window
-    does not count."""
+    does not count. Through Delta, or counted, a query asks once per window, then adds its batches' records."""
     p = clickstream
     path, event_time, keys = p.layout.silver.path, p.contract.field(p.spec.event_time), p.spec.dedup_keys
     files = {"in": [AT] * 2, "across": [AT + dt.timedelta(minutes=5)] * 2 + [AT + dt.timedelta(hours=3)],
              "later": [AT + dt.timedelta(days=2)] * 4}  # the window: 08:00-11:00 (the batch's hour, 1 hour horizon)
+
+    def write(name: str, times: list[dt.datetime]) -> None:
+        rows = [{"event_id": f"{name}-{i}", "event_time": t, "event_date": t.date(), "payload_hash": "0" * 64}
+                for i, t in enumerate(times)]  # fmt: skip
+        spark.createDataFrame(rows, silver_schema(p.contract)).coalesce(1).write.format("delta").mode("append").save(path)
+
     spark.conf.set("spark.databricks.delta.stats.collect", str(stats).lower())
     try:
         for name, times in files.items():
-            rows = [{"event_id": f"{name}-{i}", "event_time": t, "event_date": t.date(), "payload_hash": "0" * 64}
-                    for i, t in enumerate(times)]  # fmt: skip
-            spark.createDataFrame(rows, silver_schema(p.contract)).coalesce(1).write.format("delta").mode("append").save(path)
+            write(name, times)
     finally:
         spark.conf.unset("spark.databricks.delta.stats.collect")
     raw = spark.createDataFrame([record(0, "e1"), record(1, "e2")], BRONZE_SCHEMA)
 
-    def large(minimum: int) -> bool:
+    def large(minimum: int, sizes: LookupSizes | None = None) -> bool:
         monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", minimum)
         files = TableFiles(path, p.spec.event_time) if as_parquet else None
-        return existing_rows(spark, path, raw, event_time, keys, 3600, True, files).broadcast_keys  # (no keys to find)
+        sizes = LookupSizes() if sizes is None else sizes
+        return existing_rows(spark, path, raw, event_time, keys, 3600, sizes, files).broadcast_keys  # (no keys to find)
 
     size = 2 + 3 if stats else 2 + 2  # by statistics, all of "across"; counted, its rows in the window
     assert large(size) and not large(size + 1)
+    query = LookupSizes()  # one query's, over two batches
+    assert not large(size + 3, query)
+    write("more", [AT] * 10)  # by another writer
+    asked = not as_parquet or not stats  # listed files with statistics are read again; the others were asked once
+    assert large(size + 3, query) == (not asked), "asked: its size plus the 2 records of its first batch, not 'more'"
+    assert large(size + 4, query), "asked: the 2 records of each of its two batches added"
     monkeypatch.setattr("pipelines.engine.dedup.BROADCAST_LOOKUP_MIN", 0)
     assert not existing_rows(spark, path, raw, event_time, keys, 3600).broadcast_keys, "only a silver query's may be"
