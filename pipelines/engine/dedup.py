@@ -178,10 +178,11 @@ def existing_rows(
     hashed = hashed_keys(snapshot.properties, keys)
     ranges = lookup_ranges(hours, horizon_s)
     with_nulls = None in counts
-    window = spark.read.format("delta").option("versionAsOf", snapshot.version).load(silver_path)
-    window = window.where(in_ranges(event_time.name, ranges, with_nulls))
     listed = files.at(spark, snapshot.version) if files is not None else None
+    window = None  # the window's rows read through Delta, where the listed files cannot serve
     if listed is None:
+        window = spark.read.format("delta").option("versionAsOf", snapshot.version).load(silver_path)
+        window = window.where(in_ranges(event_time.name, ranges, with_nulls))
         rows = window.select(*keys, "payload_hash")
     else:
         chosen = overlapping(listed, ranges, with_nulls)
@@ -190,7 +191,7 @@ def existing_rows(
         return Lookup(rows, False, snapshot.version)
 
     def asked() -> int:
-        n = scanned_rows(window) if listed is None else None
+        n = scanned_rows(window) if window is not None else None
         return rows.count() if n is None else n
 
     size = rows_of(chosen) if listed is not None else None
